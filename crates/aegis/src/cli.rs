@@ -1,0 +1,194 @@
+//! The command-line interface: every subcommand and flag of `aegis`, as clap types.
+//! `aegis --help` is the reference; DESIGN.md lists the contract these follow.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aegis",
+    version,
+    about = "Local-first firmware deployment for ESP32 fleets",
+    long_about = "AegisOTA discovers ESP32 devices on the local network by mDNS, keeps a library of \
+                  firmware images, deploys them to many devices at once with signed triggers, and \
+                  records every attempt. Run without a subcommand to start the server.",
+    after_help = "Examples:\n  aegis demo                         server + simulated fleet on loopback\n  \
+                  aegis firmware inspect fw.bin      check a .bin before deploying it\n  \
+                  aegis sim make-image --chip esp32s3 --version 2.0.0 -o fw.bin"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: discovery, firmware library, rollouts, dashboard and API.
+    Serve(ServeArgs),
+    /// Run the server with a simulated fleet, on loopback only.
+    Demo(DemoArgs),
+    /// Run simulated ESP32 devices, or make firmware images for them.
+    Sim(SimCommand),
+    /// Inspect firmware files, or manage the server's firmware library.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+    /// List the devices a running server knows.
+    Devices(ClientArgs),
+    /// Deploy a firmware image to devices through a running server.
+    Deploy(DeployArgs),
+    /// Show or control rollouts on a running server.
+    Rollouts(ClientArgs),
+    /// Read the audit log of a running server.
+    Audit(ClientArgs),
+    /// Manage the server's signing key (print the public key for device firmware).
+    Keys(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the operator listener (dashboard, API).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Address of the device listener (firmware downloads, reports).
+    #[arg(long, default_value = "0.0.0.0:3001")]
+    pub device_listen: SocketAddr,
+    /// Data directory (database, firmware, keys); defaults to the per-OS data dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Do not open the dashboard in a browser.
+    #[arg(long)]
+    pub no_open: bool,
+    /// Limit mDNS discovery to this network interface.
+    #[arg(long)]
+    pub mdns_interface: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 10)]
+    pub devices: u32,
+    /// Do not open the dashboard in a browser.
+    #[arg(long)]
+    pub no_open: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SimCommand {
+    #[command(subcommand)]
+    pub action: Option<SimAction>,
+    #[command(flatten)]
+    pub fleet: SimFleetArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimAction {
+    /// Make a valid ESP32 app image (optionally broken on purpose) for tests and the simulator.
+    #[command(after_help = "Example:\n  aegis sim make-image --chip esp32s3 --version 2.0.0 --project demo --size 1MiB -o fw.bin")]
+    MakeImage(MakeImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimFleetArgs {
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Address of the first device; the others follow consecutively.
+    #[arg(long, default_value = "127.0.1.1")]
+    pub ip_base: Ipv4Addr,
+    /// Firmware version the devices run at first.
+    #[arg(long, default_value = "1.0.0")]
+    pub version: String,
+    /// Project name of the firmware the devices run.
+    #[arg(long, default_value = "demo")]
+    pub project: String,
+    /// Chip of the simulated devices.
+    #[arg(long, default_value = "esp32")]
+    pub chip: String,
+    /// Directory where device flash state persists across restarts.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Fault injection spec.
+    #[arg(long)]
+    pub faults: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MakeImageArgs {
+    /// Chip the image is built for (esp32, esp32s2, esp32s3, esp32c3, esp32c6, ...).
+    #[arg(long, default_value = "esp32")]
+    pub chip: String,
+    /// Version string written into the app descriptor (at most 31 bytes).
+    #[arg(long, default_value = "1.0.0")]
+    pub version: String,
+    /// Project name written into the app descriptor (at most 31 bytes).
+    #[arg(long, default_value = "demo")]
+    pub project: String,
+    /// Total file size, e.g. 200KiB, 1MiB, 1500000 (rounded up to what the format needs).
+    #[arg(long, default_value = "256KiB")]
+    pub size: String,
+    /// Anti-rollback secure_version written into the app descriptor.
+    #[arg(long, default_value_t = 0)]
+    pub secure_version: u32,
+    /// What the image does when a simulated device boots it.
+    #[arg(long, value_enum, default_value_t = crate::commands::make_image::Behavior::Boots)]
+    pub behavior: crate::commands::make_image::Behavior,
+    /// Break the image on purpose, to test that it is refused.
+    #[arg(long, value_enum)]
+    pub corrupt: Option<crate::commands::make_image::Corruption>,
+    /// Where to write the image.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// Parse and validate an ESP32 firmware file (offline; no server needed).
+    #[command(after_help = "Exit status: 0 for a valid OTA app image, 1 when the file is not one \
+                            (the reason is printed), 2 when the file cannot be read.\n\n\
+                            Example:\n  aegis firmware inspect build/app.bin --json")]
+    Inspect(InspectArgs),
+    /// Upload a firmware file to the server's library.
+    Add(ClientArgs),
+    /// List the server's firmware library.
+    List(ClientArgs),
+    /// Remove an unused image from the server's library.
+    Rm(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The firmware file (.bin).
+    pub file: PathBuf,
+    /// Print a JSON document (a stable interface for scripts) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Client commands are not built yet; they accept anything so that the message about their
+/// absence is what the user sees, not a parse error.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

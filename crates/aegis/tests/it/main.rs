@@ -1,0 +1,6 @@
+//! End-to-end tests of the `aegis` executable: they run the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod inspect;
+mod make_image;
