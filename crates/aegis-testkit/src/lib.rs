@@ -5,6 +5,8 @@
 //! never sees a real device. See [`netns`].
 
 #![forbid(unsafe_code)]
+// A test kit fails tests by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod netns;
 pub mod paths;
