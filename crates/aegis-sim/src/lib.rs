@@ -1,2 +1,11 @@
-//! Simulated ESP32 devices speaking the Aegis protocol: flash slots, otadata, bootloader
-//! rollback, mDNS announcements, fault injection. Not built yet (issue 3).
+//! Simulated ESP32 devices speaking the Aegis protocol.
+//!
+//! - [`model`]: one device's flash (OTA slots, otadata) and bootloader, as ESP-IDF does them;
+//!   synchronous and persistent, no networking.
+//!
+//! The network side (control endpoint, downloads, mDNS announcements, faults, the fleet runner)
+//! is built on top of the model.
+
+#![forbid(unsafe_code)]
+
+pub mod model;

@@ -1,0 +1,1 @@
+//! One simulated device: flash, otadata, bootloader. (being built)
