@@ -1,0 +1,10 @@
+//! Rollouts: a firmware image deployed to a set of devices under a strategy (parallelism,
+//! canary wave, failure threshold, retries, timeout). Planning (selectors, preflight, dry run),
+//! running (the per-target state machine), and control (pause, resume, abort, retry-failed).
+
+mod types;
+
+pub use types::{
+    Phase, Rollout, RolloutState, RolloutSummary, Selector, Strategy, Target, TargetSpec,
+    TargetState,
+};

@@ -1,0 +1,1 @@
+//! Storage: the trait every backend implements and the embedded SQLite implementation.
