@@ -153,7 +153,8 @@ impl DeviceId {
 }
 
 impl Nonce {
-    /// A fresh nonce from the operating system's random number generator.
+    /// A fresh nonce from the operating system's random number generator (which, like every
+    /// user of `OsRng`, aborts the thread only if the OS cannot provide randomness at all).
     pub fn random() -> Self {
         use rand_core::RngCore;
         let mut bytes = [0u8; 16];

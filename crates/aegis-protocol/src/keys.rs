@@ -51,7 +51,8 @@ pub struct SignatureError;
 pub struct SigningKey(p256::ecdsa::SigningKey);
 
 impl SigningKey {
-    /// A new random key from the operating system's random number generator.
+    /// A new random key from the operating system's random number generator (panics only if
+    /// the OS cannot provide randomness at all).
     pub fn generate() -> Self {
         Self(p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))
     }

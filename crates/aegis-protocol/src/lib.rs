@@ -16,6 +16,49 @@
 //!
 //! Nothing here does I/O or blocks, and no input can make it panic: every parser returns a
 //! `thiserror` error whose `Display` is a sentence a person can act on.
+//!
+//! One deployment, both sides:
+//!
+//! ```
+//! use aegis_protocol::*;
+//!
+//! // Server: sign a trigger for one device with the nonce from its /info.
+//! let key = SigningKey::generate();
+//! let device_id = DeviceId::from_mac([0x24, 0x0a, 0xc4, 0x12, 0x34, 0x56]);
+//! let nonce = Nonce::random();
+//! let hash = Sha256Hex::digest(b"image bytes");
+//! let mut trigger = Trigger {
+//!     url: format!("http://10.0.0.5:3001/fw/{hash}.bin"),
+//!     hash,
+//!     version: "2.0.0".into(),
+//!     size: 11,
+//!     deployment: "rollout-1".into(),
+//!     report: None,
+//!     nonce: Some(nonce.clone()),
+//!     allow_downgrade: false,
+//!     sig: None,
+//! };
+//! trigger.sign(&device_id, &key).unwrap();
+//! let body = trigger.to_body().unwrap();
+//!
+//! // Device: decide on the body.
+//! let trusted = key.public_key();
+//! let view = DeviceView {
+//!     id: &device_id,
+//!     trusted_key: Some(&trusted),
+//!     current_nonce: Some(&nonce),
+//!     running_version: "1.0.0",
+//!     state: DeviceState::Idle,
+//!     slot_size: 1 << 20,
+//! };
+//! assert!(check_body(body.as_bytes(), &view).is_ok());
+//!
+//! // A replay after the nonce was rotated is refused with 412.
+//! let rotated = Nonce::random();
+//! let view = DeviceView { current_nonce: Some(&rotated), ..view };
+//! let rejection = check_body(body.as_bytes(), &view).unwrap_err();
+//! assert_eq!((rejection.status(), rejection.code()), (412, "nonce_unknown"));
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod acceptance;
