@@ -2,9 +2,12 @@
 //! canary wave, failure threshold, retries, timeout). Planning (selectors, preflight, dry run),
 //! running (the per-target state machine), and control (pause, resume, abort, retry-failed).
 
+mod engine;
 mod types;
 
+pub use engine::{Created, RolloutEngine};
+
 pub use types::{
-    Phase, Rollout, RolloutState, RolloutSummary, Selector, Strategy, Target, TargetSpec,
-    TargetState,
+    CreateRollout, Decision, Phase, Plan, PlannedTarget, Rollout, RolloutState, RolloutSummary,
+    Selector, Strategy, Target, TargetSpec, TargetState,
 };

@@ -265,3 +265,51 @@ mod tests {
         assert!(serde_json::from_str::<Strategy>(r#"{"max_paralel":3}"#).is_err());
     }
 }
+
+/// `POST /api/v1/rollouts` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRollout {
+    /// Firmware SHA-256 (must be in the library).
+    pub firmware: String,
+    pub targets: TargetSpec,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a rollout would do, without doing it (`dry_run: true`, and the preflight of every
+/// rollout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub firmware: String,
+    pub strategy: Strategy,
+    pub targets: Vec<PlannedTarget>,
+    /// Devices that will get the image.
+    pub deploy: u32,
+    /// Devices left out, each with its reason.
+    pub skip: u32,
+    /// Rough wall time for the whole rollout, seconds (see `rollout::plan::estimate`).
+    pub estimated_s: u64,
+}
+
+/// One device in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTarget {
+    pub device: String,
+    pub hostname: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// `deploy` or `skip`.
+    pub decision: Decision,
+    /// Why it is skipped.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Deploy,
+    Skip,
+}
