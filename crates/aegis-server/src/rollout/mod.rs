@@ -3,6 +3,8 @@
 //! running (the per-target state machine), and control (pause, resume, abort, retry-failed).
 
 mod engine;
+pub mod plan;
+pub mod schedule;
 mod types;
 
 pub use engine::{Created, RolloutEngine};
