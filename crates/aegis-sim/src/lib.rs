@@ -8,4 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod announce;
+pub mod faults;
 pub mod model;
+pub mod timing;
