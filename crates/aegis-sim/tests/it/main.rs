@@ -1,4 +1,6 @@
 //! Integration tests of the simulator: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod announce;
+mod faults;
 mod model;
