@@ -3,4 +3,7 @@
 
 mod announce;
 mod faults;
+mod faults_e2e;
 mod model;
+mod node_kit;
+mod protocol;
