@@ -489,7 +489,6 @@ impl Device {
             let entry = od.entries[active].with_state(OtaState::Valid);
             self.write_otadata(active, &entry)?;
         }
-        self.running.state = app_state(&self.flash.otadata().read()?, self.running.slot);
         Ok(())
     }
 
@@ -591,14 +590,15 @@ impl Device {
         sector: usize,
         entry: &super::otadata::OtaEntry,
     ) -> Result<(), ModelError> {
-        let result = self
-            .flash
-            .otadata()
-            .write_entry(sector, entry, self.flash.tear.take());
+        let otadata = self.flash.otadata();
+        let result = otadata.write_entry(sector, entry, self.flash.tear.take());
         if matches!(result, Err(ModelError::PowerLost)) {
             self.power_loss();
         }
-        result
+        result?;
+        // The app reads its state from flash (`esp_ota_get_state_partition`) whenever it asks.
+        self.running.state = app_state(&otadata.read()?, self.running.slot);
+        Ok(())
     }
 }
 
@@ -655,9 +655,15 @@ impl Flash {
                     slot: loaded.slot,
                     version: facts.version.clone(),
                 });
-                // Only a PENDING_VERIFY entry is aborted by the next boot; anything else would
-                // be selected again and crash again.
-                if state != AppState::PendingVerify || crashes > 2 {
+                // The next boot makes progress only by aborting a PENDING_VERIFY entry; with
+                // none left the same app would be selected again and crash again. Each crash
+                // retires one of the two entries, so the loop ends after at most two.
+                let od = otadata.read()?;
+                let progress = od
+                    .entries
+                    .iter()
+                    .any(|e| e.state == OtaState::PendingVerify);
+                if !progress || crashes > 2 {
                     return Err(ModelError::BootLoop {
                         slot: loaded.slot,
                         version: facts.version.clone(),

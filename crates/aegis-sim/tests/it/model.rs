@@ -501,3 +501,118 @@ fn an_idle_device_holds_metadata_only() {
     assert!(device.approx_memory() < 1024, "{}", device.approx_memory());
     assert!(std::mem::size_of::<Device>() < 512);
 }
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Update(u8),
+    PowerLossMidWrite(u16),
+    TornSetBoot(bool),
+    RebootTorn,
+    Reboot,
+    SelfTest,
+    Reopen,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u8..3).prop_map(Op::Update),
+        (1u16..1000).prop_map(Op::PowerLossMidWrite),
+        any::<bool>().prop_map(Op::TornSetBoot),
+        Just(Op::RebootTorn),
+        Just(Op::Reboot),
+        Just(Op::SelfTest),
+        Just(Op::Reopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever happens (updates rebooted into at once, power losses, torn otadata writes),
+    /// the device comes back running one of the images it was given, never a crashing one,
+    /// and what it reports agrees with otadata.
+    #[test]
+    fn any_sequence_of_updates_and_faults_leaves_a_bootable_device(ops in proptest::collection::vec(op(), 1..12)) {
+        let fleet = Fleet::new();
+        let images = [
+            image("2.0.0", SimBehavior::Boots),
+            image("3.0.0", SimBehavior::CrashesAtBoot),
+            image("4.0.0", SimBehavior::NeverConfirms),
+        ];
+        let factory = image("1.0.0", SimBehavior::Boots);
+        let mut device = fleet.provision(ID, &factory);
+        for op in ops {
+            if !device.is_powered() {
+                device.power_on().unwrap();
+            }
+            let pending = device.running().state == AppState::PendingVerify;
+            match op {
+                // As the network side does it: write, select, reboot at once.
+                Op::Update(i) => match install(&mut device, &images[usize::from(i)]) {
+                    Ok(()) => {
+                        device.set_boot_slot().unwrap();
+                        device.reboot().unwrap();
+                    }
+                    Err(ModelError::RunningAppNotConfirmed { .. }) => assert!(pending),
+                    Err(e) => panic!("{e}"),
+                },
+                Op::PowerLossMidWrite(permille) => {
+                    if !pending {
+                        device.begin_update(SIZE).unwrap();
+                        let cut = SIZE as usize * usize::from(permille) / 1000;
+                        device.write(&images[0][..cut]).unwrap();
+                    }
+                    device.power_loss();
+                }
+                Op::TornSetBoot(mid) => {
+                    if !pending && install(&mut device, &images[0]).is_ok() {
+                        let tear = if mid { Tear::MidWrite } else { Tear::AfterErase };
+                        device.set_boot_slot_torn(tear).unwrap();
+                    }
+                }
+                Op::RebootTorn => device.reboot_torn(Tear::AfterErase).unwrap(),
+                Op::Reboot => {
+                    device.reboot().unwrap();
+                }
+                Op::SelfTest => {
+                    device.self_test().unwrap();
+                }
+                Op::Reopen => {
+                    drop(device);
+                    device = fleet.open(ID).0;
+                }
+            }
+            if device.is_powered() {
+                let running = device.running().clone();
+                let known = [&factory, &images[0], &images[2]].iter().any(|i| sha(i) == running.sha256);
+                assert!(known, "running an unknown or crashing image");
+                let od = device.otadata().unwrap();
+                let expected = match od.state_of(running.slot) {
+                    Some(OtaState::PendingVerify) => AppState::PendingVerify,
+                    _ => AppState::Valid,
+                };
+                assert_eq!(running.state, expected);
+            }
+        }
+    }
+}
+
+#[test]
+fn selecting_the_same_slot_twice_then_crashing_still_recovers() {
+    // Two updates of ota_1 without a reboot between: ESP-IDF writes sequence 2 into both
+    // sectors, losing the ota_0 entry. Both crash-aborts later, the bootloader finds both
+    // entries invalid and falls back to ota_0.
+    let fleet = Fleet::new();
+    let mut device = fleet.provision(ID, &image("1.0.0", SimBehavior::Boots));
+    install(&mut device, &image("2.0.0", SimBehavior::Boots)).unwrap();
+    device.set_boot_slot().unwrap();
+    install(&mut device, &image("3.0.0", SimBehavior::CrashesAtBoot)).unwrap();
+    device.set_boot_slot().unwrap();
+    let od = device.otadata().unwrap();
+    assert_eq!((od.entries[0].seq, od.entries[1].seq), (2, 2));
+    let outcome = device.reboot().unwrap();
+    assert_eq!((outcome.slot, outcome.crashes), (Slot::Ota0, 2));
+    assert!(outcome.rolled_back);
+    assert_eq!(device.running().version, "1.0.0");
+}
