@@ -5,6 +5,8 @@
 //! The trait is synchronous: callers on the async runtime go through `spawn_blocking` (or the
 //! audit writer task), never blocking the runtime on disk.
 
+pub mod sqlite;
+
 use crate::Result;
 use crate::audit::AuditRecord;
 use crate::devices::{Device, RejectedSighting};
