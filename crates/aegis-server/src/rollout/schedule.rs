@@ -38,8 +38,14 @@ pub enum Decision {
 }
 
 /// Decides the next step. Targets are in rollout order; the first `strategy.canary` of those
-/// that deploy (not skipped) form the canary wave.
-pub fn decide(targets: &[Slot], strategy: &Strategy, now: Timestamp) -> Decision {
+/// that deploy (not skipped) form the canary wave. `acknowledged` failures (those present when
+/// the operator resumed a paused rollout) no longer count toward pausing.
+pub fn decide(
+    targets: &[Slot],
+    strategy: &Strategy,
+    acknowledged: usize,
+    now: Timestamp,
+) -> Decision {
     if targets.iter().all(|t| t.state.is_final()) {
         return Decision::Complete;
     }
@@ -50,7 +56,13 @@ pub fn decide(targets: &[Slot], strategy: &Strategy, now: Timestamp) -> Decision
     let canary: &[usize] = &deployable[..(strategy.canary as usize).min(deployable.len())];
 
     // A canary that ended badly stops everything else.
-    if let Some(&bad) = canary.iter().find(|&&i| targets[i].state.is_failure()) {
+    let canary_failures = canary
+        .iter()
+        .filter(|&&i| targets[i].state.is_failure())
+        .count();
+    if canary_failures > acknowledged
+        && let Some(&bad) = canary.iter().find(|&&i| targets[i].state.is_failure())
+    {
         return Decision::Pause(format!(
             "a canary device ended {}: the rest of the fleet was not touched",
             targets[bad].state
@@ -58,7 +70,11 @@ pub fn decide(targets: &[Slot], strategy: &Strategy, now: Timestamp) -> Decision
     }
 
     let failures = targets.iter().filter(|t| t.state.is_failure()).count();
-    if threshold_exceeded(failures, deployable.len(), strategy.max_failure_pct) {
+    if threshold_exceeded(
+        failures.saturating_sub(acknowledged),
+        deployable.len(),
+        strategy.max_failure_pct,
+    ) {
         return Decision::Pause(format!(
             "{failures} of {} devices failed, more than the allowed {}%",
             deployable.len(),
@@ -71,9 +87,8 @@ pub fn decide(targets: &[Slot], strategy: &Strategy, now: Timestamp) -> Decision
         .filter(|t| t.state == TargetState::InProgress)
         .count();
     let mut free = (strategy.max_parallel as usize).saturating_sub(running);
-    let canary_done = canary
-        .iter()
-        .all(|&i| targets[i].state == TargetState::Succeeded);
+    // Failed canaries have paused the rollout above unless the operator resumed it.
+    let canary_done = canary.iter().all(|&i| targets[i].state.is_final());
     let eligible: &[usize] = if canary_done { &deployable } else { canary };
 
     let mut start = Vec::new();
@@ -140,7 +155,7 @@ mod tests {
     fn canary_goes_first_and_alone() {
         let t = slots(&[Pending; 6]);
         assert_eq!(
-            decide(&t, &strategy(4, 2, 50), NOW),
+            decide(&t, &strategy(4, 2, 50), 0, NOW),
             Decision::Run {
                 start: vec![0, 1],
                 wake_at: None
@@ -149,7 +164,7 @@ mod tests {
         // Canary running: nothing else starts.
         let t = slots(&[InProgress, Succeeded, Pending, Pending, Pending, Pending]);
         assert_eq!(
-            decide(&t, &strategy(4, 2, 50), NOW),
+            decide(&t, &strategy(4, 2, 50), 0, NOW),
             Decision::Run {
                 start: vec![],
                 wake_at: None
@@ -158,7 +173,7 @@ mod tests {
         // Canary succeeded: fill up to max_parallel.
         let t = slots(&[Succeeded, Succeeded, Pending, Pending, Pending, Pending]);
         assert_eq!(
-            decide(&t, &strategy(3, 2, 50), NOW),
+            decide(&t, &strategy(3, 2, 50), 0, NOW),
             Decision::Run {
                 start: vec![2, 3, 4],
                 wake_at: None
@@ -170,7 +185,7 @@ mod tests {
     fn skipped_devices_are_not_canaries() {
         let t = slots(&[Skipped, Pending, Pending]);
         assert_eq!(
-            decide(&t, &strategy(5, 1, 50), NOW),
+            decide(&t, &strategy(5, 1, 50), 0, NOW),
             Decision::Run {
                 start: vec![1],
                 wake_at: None
@@ -181,7 +196,7 @@ mod tests {
     #[test]
     fn failed_canary_pauses() {
         let t = slots(&[RolledBack, Pending, Pending]);
-        match decide(&t, &strategy(5, 1, 100), NOW) {
+        match decide(&t, &strategy(5, 1, 100), 0, NOW) {
             Decision::Pause(reason) => assert!(reason.contains("rolled_back"), "{reason}"),
             other => panic!("expected a pause, got {other:?}"),
         }
@@ -191,7 +206,7 @@ mod tests {
     fn parallelism_is_respected() {
         let t = slots(&[InProgress, InProgress, Pending, Pending]);
         assert_eq!(
-            decide(&t, &strategy(3, 0, 100), NOW),
+            decide(&t, &strategy(3, 0, 100), 0, NOW),
             Decision::Run {
                 start: vec![2],
                 wake_at: None
@@ -206,11 +221,11 @@ mod tests {
         states[0] = Failed;
         let t = slots(&states);
         assert!(matches!(
-            decide(&t, &strategy(2, 0, 10), NOW),
+            decide(&t, &strategy(2, 0, 10), 0, NOW),
             Decision::Run { .. }
         ));
         assert!(matches!(
-            decide(&t, &strategy(2, 0, 9), NOW),
+            decide(&t, &strategy(2, 0, 9), 0, NOW),
             Decision::Pause(_)
         ));
         assert!(threshold_exceeded(3, 10, 20));
@@ -223,14 +238,14 @@ mod tests {
         let mut t = slots(&[Pending, Pending]);
         t[0].not_before = Some(Timestamp(5_000));
         assert_eq!(
-            decide(&t, &strategy(2, 0, 100), NOW),
+            decide(&t, &strategy(2, 0, 100), 0, NOW),
             Decision::Run {
                 start: vec![1],
                 wake_at: Some(Timestamp(5_000))
             }
         );
         assert_eq!(
-            decide(&t, &strategy(2, 0, 100), Timestamp(5_000)),
+            decide(&t, &strategy(2, 0, 100), 0, Timestamp(5_000)),
             Decision::Run {
                 start: vec![0, 1],
                 wake_at: None
@@ -239,9 +254,27 @@ mod tests {
     }
 
     #[test]
+    fn resume_acknowledges_existing_failures() {
+        let t = slots(&[RolledBack, Pending, Pending]);
+        assert_eq!(
+            decide(&t, &strategy(5, 1, 0), 1, NOW),
+            Decision::Run {
+                start: vec![1, 2],
+                wake_at: None
+            }
+        );
+        // A new failure after resuming pauses again.
+        let t = slots(&[RolledBack, Failed, Pending]);
+        assert!(matches!(
+            decide(&t, &strategy(5, 1, 0), 1, NOW),
+            Decision::Pause(_)
+        ));
+    }
+
+    #[test]
     fn all_final_is_complete() {
         let t = slots(&[Succeeded, Skipped, Failed, Cancelled, TimedOut]);
-        assert_eq!(decide(&t, &strategy(1, 1, 0), NOW), Decision::Complete);
+        assert_eq!(decide(&t, &strategy(1, 1, 0), 0, NOW), Decision::Complete);
     }
 
     #[test]
