@@ -1,2 +1,3 @@
 //! Integration tests of the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod rollout_engine;
