@@ -36,8 +36,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The `--faults` grammar, shown by `aegis sim --help` and with every parse error.
-pub const GRAMMAR: &str = "\
+/// The grammar text, as a literal (so [`HELP`] can be built from it at compile time).
+macro_rules! grammar {
+    () => {
+        "\
 SPEC      = RULE { ';' RULE }
 RULE      = FAULT { ':' QUALIFIER }            (no qualifier: every device)
 FAULT     = drop@POINT                 close the download connection at POINT
@@ -59,7 +61,21 @@ FRACTION  = 0.1 or 10%: exactly round(FRACTION x fleet size) devices, chosen by 
 times     = how often the fault fires: default once, except busy and unreachable (always)
 
 Example: 'drop@50%:dev=3;corrupt@1000:frac=0.1;power-loss=write:dev=esp-sim-007;
-          busy:frac=0.05:times=2;slow=20KiB/s:frac=0.2;stall@30%;never-return:dev=9'";
+          busy:frac=0.05:times=2;slow=20KiB/s:frac=0.2;stall@30%;never-return:dev=9'"
+    };
+}
+
+/// The `--faults` grammar, shown with every parse error.
+pub const GRAMMAR: &str = grammar!();
+
+/// The long help of `aegis sim --faults`: what the option does, then the grammar.
+pub const HELP: &str = concat!(
+    "Fault injection: what goes wrong on which devices. Rules are separated by ';'; each is a \
+     fault, then optional qualifiers saying which devices (default: all) and how often it \
+     fires (default: once, except busy and unreachable). For one device, a later rule of the \
+     same kind replaces an earlier one; fleet-file rules come first, --faults rules after.\n\n",
+    grammar!()
+);
 
 /// A place in a transfer: a byte offset or a percentage of the image size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,7 +667,15 @@ fn parse_bytes(s: &str) -> Result<u64, ()> {
     }
 }
 
-fn parse_rate(s: &str) -> Result<u64, String> {
+/// Parses a size in bytes: `5000`, `64KiB`, `1.5MiB`, `1MB` (units B, KB, KiB, MB, MiB, GB,
+/// GiB, in any case); `None` when it is not one.
+pub fn parse_size(s: &str) -> Option<u64> {
+    parse_bytes(s).ok()
+}
+
+/// Parses a rate in bytes per second above 0: `20KiB/s`, `1MB/s`, `5000`; the error says
+/// what is wrong.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
     let bytes = s.trim();
     let bytes = bytes.strip_suffix("/s").unwrap_or(bytes);
     match parse_bytes(bytes) {
@@ -694,6 +718,13 @@ impl Armed {
         Self {
             fault,
             remaining: AtomicU32::new(n),
+        }
+    }
+
+    fn snapshot(&self) -> Self {
+        Self {
+            fault: self.fault.clone(),
+            remaining: AtomicU32::new(self.remaining.load(Ordering::Acquire)),
         }
     }
 
@@ -741,6 +772,21 @@ impl FaultPlan {
             armed.push(Armed::new(f, t));
         }
         Self {
+            armed: armed.into(),
+        }
+    }
+
+    /// This plan with `later`'s faults added (each with the count it has left); where both
+    /// have a fault of a kind, `later`'s replaces this one's.
+    pub fn merged(&self, later: &FaultPlan) -> FaultPlan {
+        let armed: Vec<Armed> = self
+            .armed
+            .iter()
+            .filter(|a| !later.armed.iter().any(|b| b.fault.kind() == a.fault.kind()))
+            .chain(later.armed.iter())
+            .map(Armed::snapshot)
+            .collect();
+        FaultPlan {
             armed: armed.into(),
         }
     }

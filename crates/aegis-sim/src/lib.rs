@@ -14,6 +14,7 @@
 pub mod announce;
 pub mod control;
 pub mod faults;
+pub mod fleet;
 pub mod model;
 pub mod node;
 pub mod timing;

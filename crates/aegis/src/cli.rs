@@ -92,28 +92,89 @@ pub enum SimAction {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+        ../shared/lab aegis sim --count 100                  100 devices, 127.0.1.1-100, ports 8080-8179\n  \
+        aegis sim --count 5 --fast --faults 'drop@50%:dev=3;busy:dev=5'\n  \
+        aegis sim --fleet fleet.toml --state-dir ./sim-state  mixed fleet, kept across restarts\n  \
+        aegis sim --count 1000 --report-stats 10s            memory and CPU every 10 s\n\n\
+        Run it inside a private network namespace (../shared/lab) or where announcing devices \
+        on loopback is harmless. `aegis sim --help` shows the fault grammar under --faults; \
+        docs/simulator.md explains the device model, the fleet file, faults and limits.")]
 pub struct SimFleetArgs {
     /// Number of simulated devices.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "fleet")]
     pub count: u32,
-    /// Address of the first device; the others follow consecutively.
+    /// Address of the first device; the others follow consecutively (127.0.1.1, 127.0.1.2, ...).
     #[arg(long, default_value = "127.0.1.1")]
     pub ip_base: Ipv4Addr,
+    /// Control port of the first device; the others follow consecutively.
+    #[arg(long, default_value_t = 8080)]
+    pub port_base: u16,
+    /// Give every device the same port (--port-base), as real ESP32s all listen on port 80.
+    #[arg(long)]
+    pub same_port: bool,
     /// Firmware version the devices run at first.
-    #[arg(long, default_value = "1.0.0")]
+    #[arg(long, default_value = "1.0.0", conflicts_with = "fleet")]
     pub version: String,
     /// Project name of the firmware the devices run.
-    #[arg(long, default_value = "demo")]
+    #[arg(long, default_value = "demo", conflicts_with = "fleet")]
     pub project: String,
-    /// Chip of the simulated devices.
-    #[arg(long, default_value = "esp32")]
-    pub chip: String,
-    /// Directory where device flash state persists across restarts.
+    /// Chip of the simulated devices (esp32, esp32s2, esp32s3, esp32c3, esp32c6, ...).
+    #[arg(long, default_value = "esp32", conflicts_with = "fleet")]
+    pub chip: aegis_image::Chip,
+    /// Anti-rollback secure_version of the factory firmware.
+    #[arg(long, default_value_t = 0, conflicts_with = "fleet")]
+    pub secure_version: u32,
+    /// Size of each OTA slot, e.g. 1536KiB, 2MiB (a multiple of 4 KiB).
+    #[arg(long, default_value = "1536KiB", value_parser = aegis_sim::fleet::parse_slot_size)]
+    pub slot_size: u64,
+    /// A fleet file (TOML) with groups of devices: count, project, version, chip,
+    /// secure_version, faults, bandwidth, slot_size. See docs/simulator.md.
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: Box<SimRunArgs>,
+}
+
+/// How the simulated fleet behaves and runs (boxed: `aegis sim` has many flags).
+#[derive(Debug, Args)]
+pub struct SimRunArgs {
+    /// The server public key the devices trust (130 hex digits, `aegis keys export`); without
+    /// it devices accept unsigned triggers.
+    #[arg(long, value_name = "HEX")]
+    pub trusted_key: Option<String>,
+    /// Download bandwidth of each device, e.g. 200KiB/s, or `unlimited` [default: 256KiB/s,
+    /// unlimited with --fast].
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// Time a device takes to reboot, e.g. 2.5s, 800ms [default: 2.5s, 20ms with --fast].
+    #[arg(long, value_name = "DURATION", value_parser = aegis_sim::fleet::parse_duration)]
+    pub boot_time: Option<std::time::Duration>,
+    /// Near-zero delays everywhere (downloads, flash writes, boots), for tests and quick demos.
     #[arg(long)]
+    pub fast: bool,
+    /// Directory where device flash state persists across restarts (a restart is a power
+    /// cycle). Without it a temporary directory is used and removed on exit.
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Fault injection spec.
-    #[arg(long)]
-    pub faults: Option<String>,
+    /// Fault injection: what goes wrong on which devices (`--help` shows the grammar).
+    #[arg(long, value_name = "SPEC", long_help = aegis_sim::faults::HELP)]
+    pub faults: Option<aegis_sim::faults::FaultSpec>,
+    /// Seed that picks the devices of `frac=` fault rules.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print memory (RSS) and CPU use of the simulator at this interval [default: 10s].
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        default_missing_value = "10s",
+        value_parser = aegis_sim::fleet::parse_duration
+    )]
+    pub report_stats: Option<std::time::Duration>,
+    /// Stop by itself after this long (for measurements and scripts), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = aegis_sim::fleet::parse_duration)]
+    pub stop_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod announce;
 mod faults;
 mod faults_e2e;
+mod fleet;
 mod model;
 mod node_kit;
 mod protocol;

@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod make_image;
+pub mod sim;
 
 use crate::cli::{Cli, Command, FirmwareCommand, SimAction};
 use crate::exit::{CodedError, Exit};
@@ -11,7 +12,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Firmware(FirmwareCommand::Inspect(args))) => inspect::run(&args),
         Some(Command::Sim(sim)) => match sim.action {
             Some(SimAction::MakeImage(args)) => make_image::run(&args),
-            None => unavailable("aegis sim", "the device simulator", 3),
+            None => self::sim::run(&sim.fleet),
         },
         None | Some(Command::Serve(_)) => unavailable("aegis serve", "the server", 4),
         Some(Command::Demo(_)) => unavailable("aegis demo", "the demo (server + simulated fleet)", 4),
