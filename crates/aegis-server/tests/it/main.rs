@@ -3,3 +3,5 @@
 mod rollout_engine;
 mod download;
 mod firmware;
+mod devices;
+mod support;
