@@ -20,7 +20,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use aegis_image::{Chip, ImageBuilder, SimBehavior};
 use aegis_protocol::{
@@ -28,6 +29,7 @@ use aegis_protocol::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::announce::{Announcement, Announcer};
@@ -272,7 +274,8 @@ pub async fn spawn_node(
     let initial = status_of(&device, Power::Offline, false, None, 1);
     let (status_tx, status_rx) = watch::channel(initial);
     let (tx, rx) = mpsc::channel(1);
-    let node = Arc::new(Node {
+    let node = Arc::new_cyclic(|me| Node {
+        me: me.clone(),
         id,
         hostname: cfg.hostname,
         ip: cfg.ip,
@@ -294,6 +297,8 @@ pub async fn spawn_node(
             boots: 1,
             epoch: shutdown.child_token(),
             triggers: Some(tx),
+            quiet_until: None,
+            announce_deferred: false,
         }),
         shutdown,
         endpoint: tokio::sync::Mutex::new(None),
@@ -329,6 +334,7 @@ pub(crate) enum Boot {
 /// One device's shared state: configuration, the model, and the app's variables.
 #[derive(Debug)]
 pub(crate) struct Node {
+    me: Weak<Node>,
     pub(crate) id: DeviceId,
     pub(crate) hostname: String,
     pub(crate) ip: Ipv4Addr,
@@ -364,7 +370,17 @@ pub(crate) struct Inner {
     epoch: CancellationToken,
     /// Accepted triggers go to the app task through this.
     triggers: Option<mpsc::Sender<aegis_protocol::Trigger>>,
+    /// No announcement before this instant: a goodbye was sent (see [`GOODBYE_HOLD`]).
+    quiet_until: Option<Instant>,
+    /// An announcement waits for `quiet_until`.
+    announce_deferred: bool,
 }
+
+/// How long after a goodbye the device stays unannounced. A browser deletes records one
+/// second after their goodbye (RFC 6762 section 10.1), and `mdns-sd` and python `zeroconf`
+/// both drop a re-announcement that arrives inside that second; a real ESP32 takes longer
+/// than this to reboot anyway, so only fast timing ever waits for it.
+pub const GOODBYE_HOLD: Duration = Duration::from_millis(1200);
 
 impl Inner {
     /// The state `/info` and the TXT record show.
@@ -500,7 +516,7 @@ impl Node {
                     let wait = if behavior == SimBehavior::NeverConfirms {
                         self.timing.hang_reset
                     } else {
-                        std::time::Duration::ZERO
+                        Duration::ZERO
                     };
                     tokio::time::sleep(wait).await;
                     tracing::info!(device = %self.id, "watchdog reset of an unconfirmed image");
@@ -651,6 +667,7 @@ impl Node {
         };
         if was_online {
             self.announcer.goodbye(&self.hostname);
+            self.lock().quiet_until = Some(Instant::now() + GOODBYE_HOLD);
         }
         self.publish();
         let endpoint = self.endpoint.lock().await.take();
@@ -722,8 +739,24 @@ impl Node {
     /// Announces the current TXT record while online (a no-op otherwise). The responder
     /// replaces the previous record of the same hostname.
     pub(crate) fn announce(&self) {
-        if self.lock().power != Power::Online {
-            return;
+        {
+            let mut inner = self.lock();
+            if inner.power != Power::Online {
+                return;
+            }
+            if let Some(until) = inner.quiet_until.filter(|&t| t > Instant::now()) {
+                if !std::mem::replace(&mut inner.announce_deferred, true) {
+                    let me = self.me.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(until).await;
+                        if let Some(node) = me.upgrade() {
+                            node.lock().announce_deferred = false;
+                            node.announce();
+                        }
+                    });
+                }
+                return;
+            }
         }
         let pairs = match self.txt().to_pairs() {
             Ok(pairs) => pairs,
