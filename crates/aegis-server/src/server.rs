@@ -33,6 +33,9 @@ use crate::web::shutdown::CutOnCancel;
 use crate::web::{self, AppState, TokenPolicy, token_required};
 use crate::{Error, Result};
 
+/// The shutdown signal [`serve`] takes (re-exported for the binary).
+pub use tokio_util::sync::CancellationToken as ShutdownToken;
+
 /// Everything [`serve`] needs besides its listeners.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -43,7 +43,7 @@ pub enum Command {
     /// Read the audit log of a running server.
     Audit(ClientArgs),
     /// Manage the server's signing key (print the public key for device firmware).
-    Keys(ClientArgs),
+    Keys(KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +63,46 @@ pub struct ServeArgs {
     /// Limit mDNS discovery to this network interface.
     #[arg(long)]
     pub mdns_interface: Option<String>,
+    /// Base URL devices use to reach the device listener, e.g. http://10.0.0.5:3001 (default:
+    /// the device listener's address, or the local address on the route to each device).
+    #[arg(long)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Print the server's public key for device firmware (created on first use).
+    #[command(after_help = "Examples:\n  aegis keys export                  fingerprint, TXT key id, hex, C array and PEM\n  \
+                            aegis keys export --format c > aegis_key.h")]
+    Export(KeysExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysExportArgs {
+    /// Data directory holding keys/signing.pem; defaults to the per-OS data dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = KeyFormat::All)]
+    pub format: KeyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyFormat {
+    /// The 65-byte uncompressed SEC1 point in hex.
+    Hex,
+    /// A C array definition.
+    C,
+    /// SubjectPublicKeyInfo PEM.
+    Pem,
+    /// Fingerprint, TXT key id and all three forms.
+    All,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! One module per subcommand; `run` dispatches to them.
 
 pub mod inspect;
+pub mod keys;
 pub mod make_image;
+pub mod serve;
 pub mod sim;
 
 use crate::cli::{Cli, Command, FirmwareCommand, SimAction};
@@ -14,7 +16,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Some(SimAction::MakeImage(args)) => make_image::run(&args),
             None => self::sim::run(&sim.fleet),
         },
-        None | Some(Command::Serve(_)) => unavailable("aegis serve", "the server", 4),
+        Some(Command::Serve(args)) => serve::run(&args),
+        // Plain `aegis` is `aegis serve` with its defaults.
+        None => match <Cli as clap::Parser>::parse_from(["aegis", "serve"]).command {
+            Some(Command::Serve(args)) => serve::run(&args),
+            _ => anyhow::bail!("`aegis serve` could not be set up with its defaults"),
+        },
         Some(Command::Demo(_)) => unavailable("aegis demo", "the demo (server + simulated fleet)", 4),
         Some(Command::Firmware(_)) => unavailable(
             "aegis firmware add|list|rm",
@@ -25,7 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Deploy(_)) => unavailable("aegis deploy", "the deploy client", 6),
         Some(Command::Rollouts(_)) => unavailable("aegis rollouts", "the rollouts client", 6),
         Some(Command::Audit(_)) => unavailable("aegis audit", "the audit client", 6),
-        Some(Command::Keys(_)) => unavailable("aegis keys", "key management", 4),
+        Some(Command::Keys(args)) => keys::run(&args),
     }
 }
 
