@@ -5,3 +5,4 @@ mod download;
 mod firmware;
 mod devices;
 mod support;
+mod discovery;
