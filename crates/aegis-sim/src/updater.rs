@@ -684,3 +684,33 @@ pub(crate) async fn send_final_report(
         Err(e) => tracing::debug!("report not sent: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_start_reads_the_first_byte() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes  0-0/1"), Some(0));
+        assert_eq!(content_range_start("bytes */200"), None);
+        assert_eq!(content_range_start("items 1-2/3"), None);
+        assert_eq!(content_range_start(""), None);
+    }
+
+    #[test]
+    fn failure_text_starts_with_its_code() {
+        let f = Failure::SizeMismatch {
+            received: 1,
+            size: 2,
+        };
+        assert_eq!(
+            f.to_error_text(),
+            "size_mismatch: received 1 bytes but the trigger said 2"
+        );
+        assert_eq!(
+            Failure::Model(ModelError::BadChecksum).code(),
+            "bad_checksum"
+        );
+    }
+}

@@ -276,3 +276,100 @@ aegis_testkit::netns_test! {
         });
     }
 }
+
+aegis_testkit::netns_test! {
+    fn missing_image_fails_with_http_error() {
+        runtime().block_on(async {
+            let fw = FileServer::start().await;
+            let dev = TestDevice::start(DeviceOpts::default()).await;
+            let img = image(Chip::Esp32, "2.0.0", SimBehavior::Boots);
+            let url = format!("{}/fw/absent.bin", fw.base);
+            let t = dev.trigger(&fw, &url, &img, "2.0.0", "absent").await;
+            assert_eq!(dev.post(&t).await.0, 202);
+            let report = fw
+                .wait_report("failed", |r| r.deployment == "absent" && r.phase == Phase::Failed)
+                .await;
+            let error = report.error.unwrap();
+            assert!(error.starts_with("http_error: ") && error.contains("404"), "{error}");
+            assert_eq!(fw.ranges().len(), 1, "a 404 is not retried");
+            let status = dev.wait_done("absent").await;
+            assert_eq!((status.version.as_str(), status.state), ("1.0.0", DeviceState::Idle));
+            dev.stop().await;
+        });
+    }
+}
+
+aegis_testkit::netns_test! {
+    fn restarted_node_runs_what_it_had() {
+        runtime().block_on(async {
+            use std::net::Ipv4Addr;
+            use std::sync::Arc;
+
+            use aegis_sim::announce::{AnnounceOptions, Announcer};
+            use aegis_sim::model::BlobStore;
+            use aegis_sim::node::{FactoryImage, NodeConfig, spawn_node};
+            use aegis_sim::timing::Timing;
+            use tokio_util::sync::CancellationToken;
+
+            let fw = FileServer::start().await;
+            let dir = tempfile::tempdir().unwrap();
+            let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs")).unwrap());
+            let announcer = Announcer::new(AnnounceOptions::default()).unwrap();
+            let cfg = NodeConfig {
+                id: "0a0b0c0d0e0f".into(),
+                hostname: "esp-sim-042".into(),
+                ip: Ipv4Addr::new(127, 0, 1, 42),
+                port: 8080,
+                chip: Chip::Esp32,
+                slot_size: 1536 * 1024,
+                trusted_key: None,
+                timing: Timing::fast(),
+                faults: FaultPlan::none(),
+                dir: dir.path().join("dev"),
+                factory_image: FactoryImage::build("1.0.0", "demo"),
+            };
+            let node = spawn_node(cfg.clone(), Arc::clone(&blobs), announcer.clone(), CancellationToken::new())
+                .await
+                .unwrap();
+            let img = image(Chip::Esp32, "2.0.0", SimBehavior::Boots);
+            let url = fw.put("a.bin", &img);
+            let body = serde_json::json!({
+                "url": url, "hash": Sha256Hex::digest(&img).as_str(), "version": "2.0.0",
+                "size": img.len(), "deployment": "persist",
+            });
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let resp = client
+                .post("http://127.0.1.42:8080/aegis/v1/ota")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            let done = tokio::time::timeout(
+                Duration::from_secs(20),
+                node.wait_for(|s| s.version == "2.0.0" && s.state == DeviceState::Idle),
+            )
+            .await;
+            assert_eq!(done, Ok(true));
+            node.shutdown().await;
+            assert_eq!(node.status().power, Power::Silent);
+            assert!(client.get("http://127.0.1.42:8080/aegis/v1/info").send().await.is_err());
+
+            // The simulator restarts: same directory, same blobs.
+            let node = spawn_node(cfg, blobs, announcer, CancellationToken::new()).await.unwrap();
+            let status = node.status();
+            assert_eq!((status.version.as_str(), status.slot), ("2.0.0", Slot::OTA_1));
+            let info: serde_json::Value = client
+                .get("http://127.0.1.42:8080/aegis/v1/info")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(info["ver"], "2.0.0");
+            assert_eq!(info["state"], "idle");
+            node.shutdown().await;
+        });
+    }
+}
