@@ -231,7 +231,8 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Stops the node (goodbye, endpoint closed) and waits for it.
+    /// Stops this node (goodbye, endpoint closed) and waits for it; other nodes sharing the
+    /// owner's shutdown token keep running.
     pub async fn shutdown(&self) {
         self.node.shutdown.cancel();
         self.join().await;
@@ -274,6 +275,9 @@ pub async fn spawn_node(
     let initial = status_of(&device, Power::Offline, false, None, 1);
     let (status_tx, status_rx) = watch::channel(initial);
     let (tx, rx) = mpsc::channel(1);
+    // The node's own token: the owner's token stops it, and so does `NodeHandle::shutdown`,
+    // which must not stop the owner's other nodes.
+    let shutdown = shutdown.child_token();
     let node = Arc::new_cyclic(|me| Node {
         me: me.clone(),
         id,

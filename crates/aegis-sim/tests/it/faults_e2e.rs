@@ -373,3 +373,54 @@ aegis_testkit::netns_test! {
         });
     }
 }
+
+aegis_testkit::netns_test! {
+    fn stopping_one_node_leaves_its_neighbours_running() {
+        runtime().block_on(async {
+            use std::net::Ipv4Addr;
+            use std::sync::Arc;
+
+            use aegis_sim::announce::{AnnounceOptions, Announcer};
+            use aegis_sim::model::BlobStore;
+            use aegis_sim::node::{FactoryImage, NodeConfig, spawn_node};
+            use aegis_sim::timing::Timing;
+            use tokio_util::sync::CancellationToken;
+
+            let dir = tempfile::tempdir().unwrap();
+            let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs")).unwrap());
+            let announcer = Announcer::new(AnnounceOptions::default()).unwrap();
+            let fleet = CancellationToken::new();
+            let mut nodes = Vec::new();
+            for n in 1..=2u8 {
+                let cfg = NodeConfig {
+                    id: format!("00000000000{n}"),
+                    hostname: format!("esp-sim-{n:03}"),
+                    ip: Ipv4Addr::new(127, 0, 1, n),
+                    port: 80,
+                    chip: Chip::Esp32,
+                    slot_size: 1536 * 1024,
+                    trusted_key: None,
+                    timing: Timing::fast(),
+                    faults: FaultPlan::none(),
+                    dir: dir.path().join(format!("dev{n}")),
+                    factory_image: FactoryImage::build("1.0.0", "demo"),
+                };
+                nodes.push(
+                    spawn_node(cfg, Arc::clone(&blobs), announcer.clone(), fleet.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            nodes[0].shutdown().await;
+            assert!(client.get("http://127.0.1.1/aegis/v1/info").send().await.is_err());
+            let resp = client.get("http://127.0.1.2/aegis/v1/info").send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            // The owner's token stops the rest.
+            fleet.cancel();
+            nodes[1].join().await;
+            assert_eq!(nodes[1].status().power, Power::Silent);
+            assert!(client.get("http://127.0.1.2/aegis/v1/info").send().await.is_err());
+        });
+    }
+}
