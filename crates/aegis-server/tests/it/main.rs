@@ -1,8 +1,14 @@
 //! Integration tests of the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod audit;
 mod rollout_engine;
+mod store;
 mod download;
 mod firmware;
 mod devices;
 mod support;
 mod discovery;
+mod api;
+mod openapi;
+mod serve;
+mod sse;
