@@ -12,3 +12,7 @@ mod api;
 mod openapi;
 mod serve;
 mod sse;
+mod api;
+mod openapi;
+mod serve;
+mod sse;
