@@ -12,7 +12,3 @@ mod api;
 mod openapi;
 mod serve;
 mod sse;
-mod api;
-mod openapi;
-mod serve;
-mod sse;
