@@ -420,10 +420,11 @@ async fn a_crashing_canary_pauses_the_rollout_and_nothing_else_is_touched() {
             .contains("crashed at boot")
     );
     // Rolled back is not retried automatically, and the other devices were never triggered.
-    let fleet = k.client.fleet();
-    assert_eq!(fleet.devices[&addr(0)].triggers, 1);
-    assert_eq!(fleet.devices[&addr(1)].triggers, 0);
-    drop(fleet);
+    {
+        let fleet = k.client.fleet();
+        assert_eq!(fleet.devices[&addr(0)].triggers, 1);
+        assert_eq!(fleet.devices[&addr(1)].triggers, 0);
+    }
 
     // Resuming acknowledges the failure and deploys the rest.
     k.engine.resume(&id).await.unwrap();
@@ -629,7 +630,7 @@ async fn after_a_restart_in_flight_targets_are_reconfirmed() {
     drop(k);
 
     // A new engine over the same database and the same devices.
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path.join("aegis.db")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path.join("aegis.db")).unwrap());
     let shared: SharedClock = Arc::new(clock.clone());
     let bus = EventBus::new();
     let (audit, _w) = AuditLog::start(store.clone(), shared.clone(), bus.clone());
