@@ -207,8 +207,8 @@ impl NodeHandle {
         std::net::SocketAddrV4::new(self.node.ip, self.node.port)
     }
 
-    /// Waits until the status satisfies `f` (checked at once and on every change); `false` when
-    /// the node stopped first.
+    /// Waits until the status satisfies `f` (checked at once and on every change); `false` if
+    /// the status can no longer change. Bound it with a timeout: a silent node never changes.
     pub async fn wait_for(&self, f: impl FnMut(&NodeStatus) -> bool) -> bool {
         let mut rx = self.status.clone();
         rx.wait_for(f).await.is_ok()
