@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, NewRecord};
+use crate::devices::{HttpProber, PresenceConfig, Registry};
+use crate::discovery::DiscoveryConfig;
 use crate::events::EventBus;
 use crate::firmware::{
     DEFAULT_MAX_UPLOAD, DEFAULT_STALL_TIMEOUT, DownloadService, DownloadTracker, FirmwareLibrary,
@@ -154,9 +156,27 @@ pub async fn serve(
     let stop_work = shutdown.child_token();
 
     // --- discovery + registry ---
-    // DISCOVERY: start the registry and the mDNS daemon here (config.mdns_interface,
-    // config.discovery, stop_work), once devices/ and discovery/ have landed.
-    let _ = (&config.mdns_interface, config.discovery);
+    let registry = Registry::open(store.clone(), events.clone(), clock.clone()).await?;
+    let mut background = Vec::new();
+    let discovery = if config.discovery {
+        let (discovery, sightings) = crate::discovery::start(
+            DiscoveryConfig {
+                interface: config.mdns_interface.clone(),
+                ..DiscoveryConfig::default()
+            },
+            clock.clone(),
+        )?;
+        background.push(registry.follow(sightings, stop_work.clone()));
+        let prober = HttpProber::new(Duration::from_secs(3))?;
+        background.push(registry.spawn_presence(
+            Arc::new(prober),
+            PresenceConfig::default(),
+            stop_work.clone(),
+        ));
+        Some(discovery)
+    } else {
+        None
+    };
 
     // ===== LEAD: rollout engine wiring =====
     let engine = {
@@ -186,6 +206,7 @@ pub async fn serve(
     // --- HTTP ---
     let state = Arc::new(AppState {
         store: store.clone(),
+        registry,
         library: library.clone(),
         engine,
         audit: audit.clone(),
@@ -240,6 +261,12 @@ pub async fn serve(
     cut.cancel();
     let _ = cutter.await;
     stop_work.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    if let Some(discovery) = discovery {
+        discovery.stop().await;
+    }
     let flushed = audit.shutdown().await;
     audit_writer.await;
     tracing::info!("server stopped");

@@ -4,11 +4,10 @@
 use axum::extract::{RawQuery, State};
 use axum::response::Html;
 
-use super::{Shared, blocking};
+use super::Shared;
 
 pub async fn page(State(s): State<Shared>, RawQuery(query): RawQuery) -> Html<String> {
-    let store = s.store.clone();
-    let devices = blocking(move || store.devices()).await;
+    let devices: Result<Vec<crate::devices::Device>, crate::Error> = Ok(s.registry.devices());
     let firmware = s.library.list().await;
     let rollouts = s.engine.list().await;
     // Keep the token (if the page was opened with one) on the links.

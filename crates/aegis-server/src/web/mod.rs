@@ -31,6 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
+use crate::devices::Registry;
 use crate::events::EventBus;
 use crate::firmware::FirmwareLibrary;
 use crate::rollout::RolloutEngine;
@@ -47,6 +48,7 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub registry: Registry,
     pub library: FirmwareLibrary,
     pub engine: RolloutEngine,
     pub audit: AuditLog,

@@ -195,8 +195,8 @@ aegis_testkit::netns_test! {
             let operator = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let device = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let op = operator.local_addr().unwrap();
-            let mut config = ServerConfig::new(dir.path());
-            config.discovery = false;
+            // This time with mDNS discovery and the presence checker running (loopback only).
+            let config = ServerConfig::new(dir.path());
             let shutdown = CancellationToken::new();
             let handle = tokio::spawn(serve(config, operator, device, shutdown.clone()));
             let list: serde_json::Value = reqwest::get(format!("http://{op}/api/v1/firmware"))
