@@ -3,4 +3,5 @@
 
 mod cli;
 mod inspect;
+mod keys;
 mod make_image;
