@@ -12,3 +12,4 @@ mod api;
 mod openapi;
 mod serve;
 mod sse;
+mod rollout_e2e;
