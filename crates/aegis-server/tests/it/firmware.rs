@@ -431,3 +431,27 @@ async fn delete_is_refused_while_an_unfinished_rollout_uses_the_image() {
     let err = fx.library.delete(&entry.sha256).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
 }
+
+#[tokio::test]
+async fn the_library_works_on_the_sqlite_store_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aegis.db");
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let open = |store| FirmwareLibrary::open(dir.path(), store, clock.clone(), EventBus::new());
+    let store = aegis_server::store::sqlite::SqliteStore::open(&db).unwrap();
+    let library = open(Arc::new(store)).await.unwrap();
+    let bytes = Bytes::from(image("7.0.0", 64 * 1024));
+    let (entry, created) = library
+        .add(bytes.clone(), Some("x.bin".into()), Some("notes".into()))
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(!library.add(bytes, None, None).await.unwrap().1);
+    drop(library);
+
+    let store = aegis_server::store::sqlite::SqliteStore::open(&db).unwrap();
+    let library = open(Arc::new(store)).await.unwrap();
+    assert_eq!(library.list().await.unwrap(), vec![entry.clone()]);
+    library.delete(&entry.sha256).await.unwrap();
+    assert!(library.list().await.unwrap().is_empty());
+}
