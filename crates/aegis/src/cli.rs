@@ -78,8 +78,10 @@ pub struct KeysArgs {
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
     /// Print the server's public key for device firmware (created on first use).
-    #[command(after_help = "Examples:\n  aegis keys export                  fingerprint, TXT key id, hex, C array and PEM\n  \
-                            aegis keys export --format c > aegis_key.h")]
+    #[command(
+        after_help = "Examples:\n  aegis keys export                  fingerprint, TXT key id, hex, C array and PEM\n  \
+                            aegis keys export --format c > aegis_key.h"
+    )]
     Export(KeysExportArgs),
 }
 
@@ -106,13 +108,31 @@ pub enum KeyFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Everything stays on loopback: the server listens on 127.0.0.1, the \
+                         simulated devices use 127.0.1.x, and mDNS runs on the loopback interface \
+                         only.\n\nExample:\n  aegis demo --devices 50"
+)]
 pub struct DemoArgs {
-    /// Number of simulated devices.
-    #[arg(long, default_value_t = 10)]
+    /// Number of simulated devices (some run an older release, some another project).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub devices: u32,
     /// Do not open the dashboard in a browser.
     #[arg(long)]
     pub no_open: bool,
+    /// Keep the server's data and the devices' flash here (default: a temporary directory,
+    /// removed on exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the dashboard and API (must be a loopback address).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Address the devices download from (must be a loopback address).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    pub device_listen: SocketAddr,
+    /// Simulated Wi-Fi download rate of each device, e.g. 200KiB/s.
+    #[arg(long, default_value = "200KiB/s")]
+    pub bandwidth: String,
 }
 
 #[derive(Debug, Args)]
@@ -127,7 +147,9 @@ pub struct SimCommand {
 #[derive(Debug, Subcommand)]
 pub enum SimAction {
     /// Make a valid ESP32 app image (optionally broken on purpose) for tests and the simulator.
-    #[command(after_help = "Example:\n  aegis sim make-image --chip esp32s3 --version 2.0.0 --project demo --size 1MiB -o fw.bin")]
+    #[command(
+        after_help = "Example:\n  aegis sim make-image --chip esp32s3 --version 2.0.0 --project demo --size 1MiB -o fw.bin"
+    )]
     MakeImage(MakeImageArgs),
 }
 
@@ -248,9 +270,11 @@ pub struct MakeImageArgs {
 #[derive(Debug, Subcommand)]
 pub enum FirmwareCommand {
     /// Parse and validate an ESP32 firmware file (offline; no server needed).
-    #[command(after_help = "Exit status: 0 for a valid OTA app image, 1 when the file is not one \
+    #[command(
+        after_help = "Exit status: 0 for a valid OTA app image, 1 when the file is not one \
                             (the reason is printed), 2 when the file cannot be read.\n\n\
-                            Example:\n  aegis firmware inspect build/app.bin --json")]
+                            Example:\n  aegis firmware inspect build/app.bin --json"
+    )]
     Inspect(InspectArgs),
     /// Upload a firmware file to the server's library.
     Add(ClientArgs),

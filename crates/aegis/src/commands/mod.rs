@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches to them.
 
+pub mod demo;
 pub mod inspect;
 pub mod keys;
 pub mod make_image;
@@ -22,7 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Some(Command::Serve(args)) => serve::run(&args),
             _ => anyhow::bail!("`aegis serve` could not be set up with its defaults"),
         },
-        Some(Command::Demo(_)) => unavailable("aegis demo", "the demo (server + simulated fleet)", 4),
+        Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Firmware(_)) => unavailable(
             "aegis firmware add|list|rm",
             "the firmware library client",

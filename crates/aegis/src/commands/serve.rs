@@ -27,8 +27,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Exit> {
         let mut url = dashboard_url(args.listen, operator.local_addr()?);
         if token_required(config.token_policy, args.listen) {
             let dir = data_dir.clone();
-            let token = tokio::task::spawn_blocking(move || keys::load_or_create_token(&dir))
-                .await??;
+            let token =
+                tokio::task::spawn_blocking(move || keys::load_or_create_token(&dir)).await??;
             if token.created {
                 tracing::warn!(
                     "created the operator token (shown only this once; it is kept in {}): {}",
@@ -79,7 +79,7 @@ pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         })
 }
 
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         let message = if e.kind() == std::io::ErrorKind::AddrInUse {
             format!(
@@ -94,7 +94,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// The address a browser on this machine can open.
-fn dashboard_url(requested: SocketAddr, bound: SocketAddr) -> String {
+pub(crate) fn dashboard_url(requested: SocketAddr, bound: SocketAddr) -> String {
     let ip = if requested.ip().is_unspecified() {
         std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
