@@ -25,14 +25,7 @@ use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 
-/// The service type devices announce (PROTOCOL.md section 1).
-pub const SERVICE_TYPE: &str = "_aegis-ota._tcp.local.";
-
-/// Largest `key=value` TXT item, in bytes.
-pub const MAX_TXT_ITEM: usize = 255;
-
-/// Largest whole TXT record, in DNS wire bytes (one length byte plus each item).
-pub const MAX_TXT_TOTAL: usize = 1300;
+pub use aegis_protocol::{MAX_TXT_ITEM, MAX_TXT_TOTAL, SERVICE_TYPE};
 
 /// Which network interfaces the responder answers on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
