@@ -53,6 +53,9 @@ pub enum Outcome {
         error: String,
     },
     Cancelled,
+    /// After a restart: the device never received the trigger; the target goes back to the
+    /// queue without using up an attempt.
+    NotStarted,
 }
 
 /// Progress the engine shows while the attempt runs.
@@ -135,8 +138,9 @@ pub async fn run(
     } else {
         a.phase = Phase::Confirming;
         progress(a.progress());
-        // Look once right away: it may have finished while the server was down.
-        if let Some(end) = a.poll().await {
+        // Look once right away: it may have finished while the server was down, or never
+        // have received the trigger.
+        if let Some(end) = a.first_look_after_restart().await {
             return end;
         }
     }
@@ -377,6 +381,26 @@ impl Attempt {
     /// Asks `/info` what the device runs and what became of our deployment.
     async fn poll(&mut self) -> Option<Outcome> {
         let info = self.env.client.info(self.addr).await.ok()?;
+        self.judge(&info)
+    }
+
+    /// The first look after a restart: like [`poll`](Self::poll), but a device that is idle on
+    /// another image and has never heard of this deployment did not get the trigger (the
+    /// server stopped between marking the target and sending it): start over.
+    async fn first_look_after_restart(&mut self) -> Option<Outcome> {
+        let info = self.env.client.info(self.addr).await.ok()?;
+        if let Some(end) = self.judge(&info) {
+            return Some(end);
+        }
+        let knows_ours = info
+            .last
+            .as_ref()
+            .is_some_and(|l| l.deployment == self.spec.deployment);
+        (!knows_ours && info.state.as_str() == "idle").then_some(Outcome::NotStarted)
+    }
+
+    /// What `/info` says about this attempt, if it has ended.
+    fn judge(&mut self, info: &Info) -> Option<Outcome> {
         if info.sha256.as_str() == self.fw_sha {
             if info.state.as_str() == "pending_verify" {
                 self.advance(Phase::Confirming);

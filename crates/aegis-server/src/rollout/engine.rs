@@ -793,6 +793,16 @@ impl Driver {
             )
         };
         let (state, error) = match outcome {
+            Outcome::NotStarted => {
+                self.update(i, |t| {
+                    t.state = TargetState::Pending;
+                    t.phase = Phase::Queued;
+                    t.attempts = t.attempts.saturating_sub(1);
+                    t.error = None;
+                })
+                .await;
+                return;
+            }
             Outcome::Succeeded => (TargetState::Succeeded, None),
             Outcome::AlreadyCurrent => (
                 TargetState::Skipped,

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod crash_recovery;
 mod demo;
 mod inspect;
 mod keys;
