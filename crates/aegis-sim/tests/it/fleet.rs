@@ -326,3 +326,83 @@ aegis_testkit::netns_test! {
         fleet::run(fast(5), opts).unwrap();
     }
 }
+
+aegis_testkit::netns_test! {
+    /// A measurement, not a check: how many bytes per second a fleet in one process absorbs
+    /// when every device updates at once (fast timing, unlimited bandwidth, 1 MiB image,
+    /// devices from `AEGIS_SIM_BENCH_DEVICES`, default 200). Run it in release mode:
+    /// `cargo test --release -p aegis-sim --test it -- --ignored --nocapture measure_`.
+    #[ignore = "a measurement; run it on purpose"]
+    fn measure_a_full_update_of_the_whole_fleet() {
+        use aegis_protocol::{Sha256Hex, Trigger};
+        let n: u32 = std::env::var("AEGIS_SIM_BENCH_DEVICES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        let rt = runtime();
+        rt.block_on(async {
+            let fw = crate::node_kit::FileServer::start().await;
+            let image = aegis_image::ImageBuilder::new(Chip::Esp32)
+                .version("2.0.0")
+                .project("demo")
+                .size(1 << 20)
+                .build()
+                .unwrap();
+            let url = fw.put("v2.bin", &image);
+            let fleet = Fleet::start(fast(n)).await.unwrap();
+            let http = reqwest::Client::new();
+            let start = Instant::now();
+            let posts = fleet.devices().iter().map(|d| {
+                let (http, url, image) = (http.clone(), url.clone(), &image);
+                async move {
+                    let base = format!("http://{}:{}", d.plan.ip, d.plan.port);
+                    let info: serde_json::Value = http
+                        .get(format!("{base}/aegis/v1/info"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let t = Trigger {
+                        url,
+                        hash: Sha256Hex::digest(image),
+                        version: "2.0.0".into(),
+                        size: image.len() as u64,
+                        deployment: "bench".into(),
+                        report: None,
+                        nonce: Some(aegis_protocol::Nonce::parse(info["nonce"].as_str().unwrap()).unwrap()),
+                        allow_downgrade: false,
+                        sig: None,
+                    };
+                    let r = http
+                        .post(format!("{base}/aegis/v1/ota"))
+                        .header("content-type", "application/json")
+                        .body(t.to_body().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                }
+            });
+            futures_util::future::join_all(posts).await;
+            for d in fleet.devices() {
+                let done = tokio::time::timeout(
+                    Duration::from_secs(600),
+                    d.node.wait_for(|s| s.version == "2.0.0" && s.last.is_some()),
+                )
+                .await;
+                assert!(matches!(done, Ok(true)), "{} did not update", d.plan.hostname);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let bytes = f64::from(n) * image.len() as f64;
+            println!(
+                "{n} devices updated with a 1 MiB image in {secs:.2} s: {:.1} MiB/s absorbed \
+                 ({:.1} devices/s)",
+                bytes / secs / 1048576.0,
+                f64::from(n) / secs
+            );
+            fleet.shutdown().await;
+        });
+    }
+}
