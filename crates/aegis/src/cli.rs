@@ -35,13 +35,15 @@ pub enum Command {
     #[command(subcommand)]
     Firmware(FirmwareCommand),
     /// List the devices a running server knows.
-    Devices(ClientArgs),
+    Devices(DevicesArgs),
     /// Deploy a firmware image to devices through a running server.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Show or control rollouts on a running server.
-    Rollouts(ClientArgs),
-    /// Read the audit log of a running server.
-    Audit(ClientArgs),
+    Rollouts(RolloutsArgs),
+    /// Read or verify the audit log of a running server.
+    Audit(AuditArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
     /// Manage the server's signing key (print the public key for device firmware).
     Keys(KeysArgs),
 }
@@ -276,12 +278,22 @@ pub enum FirmwareCommand {
                             Example:\n  aegis firmware inspect build/app.bin --json"
     )]
     Inspect(InspectArgs),
-    /// Upload a firmware file to the server's library.
-    Add(ClientArgs),
-    /// List the server's firmware library.
-    List(ClientArgs),
+    /// Upload a firmware file to the server's library (checked locally first).
+    #[command(
+        after_help = "Examples:\n  aegis firmware add .pio/build/esp32/firmware.bin --notes \"fixes the watchdog\"\n  \
+                            aegis firmware add build/app.bin --json | jq -r .sha256"
+    )]
+    Add(FirmwareAddArgs),
+    /// List the server's firmware library, newest first.
+    #[command(
+        after_help = "Example:\n  aegis firmware list --json | jq -r '.[] | .version + \" \" + .sha256'"
+    )]
+    List(FirmwareListArgs),
     /// Remove an unused image from the server's library.
-    Rm(ClientArgs),
+    #[command(
+        after_help = "Example:\n  aegis firmware rm 3fa9c1d2e4b5   (a unique prefix of the SHA-256 is enough)"
+    )]
+    Rm(FirmwareRmArgs),
 }
 
 #[derive(Debug, Args)]
@@ -293,18 +305,271 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-/// Client commands are not built yet; they accept anything so that the message about their
-/// absence is what the user sees, not a parse error.
-#[derive(Debug, Args)]
-pub struct ClientArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+/// Where the server is and how to prove the right to use it (every client command).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
+    /// URL of the server's operator listener [default: `server` in the config file, else
+    /// http://127.0.0.1:3000].
+    #[arg(long, env = "AEGIS_SERVER", hide_env_values = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Operator token, needed when the server listens beyond loopback [default: `token` in the
+    /// config file, else <data dir>/keys/token on this machine].
+    #[arg(
+        long,
+        env = "AEGIS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    aegis devices                               every device, sorted by hostname\n  \
+    aegis devices --outdated --online           what `deploy --to outdated` would reach\n  \
+    aegis devices --project demo --json | jq -r '.[].id'\n  \
+    aegis devices --watch                       live table (Ctrl-C to stop)")]
+pub struct DevicesArgs {
+    /// Keep the list up to date from the server's event stream (Ctrl-C to stop); with --json,
+    /// one JSON object per line for each device change.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print JSON (an array of devices) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only devices running firmware of this project.
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// Only devices of this chip (esp32, esp32s3, ...).
+    #[arg(long, value_name = "CHIP")]
+    pub chip: Option<String>,
+    /// Only devices not running the newest firmware of their project in the library.
+    #[arg(long)]
+    pub outdated: bool,
+    /// Only devices seen recently (online).
+    #[arg(long)]
+    pub online: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FirmwareAddArgs {
+    /// The firmware file (.bin), e.g. .pio/build/esp32/firmware.bin.
+    pub file: PathBuf,
+    /// A note stored with the image (what changed).
+    #[arg(long, value_name = "TEXT")]
+    pub notes: Option<String>,
+    /// Print the library entry as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FirmwareListArgs {
+    /// Print JSON (an array of library entries) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FirmwareRmArgs {
+    /// SHA-256 of the image, or a unique prefix of it (at least 6 hex digits).
+    #[arg(value_name = "SHA")]
+    pub sha: String,
+    /// Print `{"deleted": "<sha256>"}` instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "SELECTOR is one of: all, outdated (same project, other version), project:NAME, \
+    chip:NAME, version:V, or a comma-separated list of device ids.\n\n\
+    Exit status: 0 every target succeeded or was skipped (or, without --wait, the rollout \
+    started); 1 some targets failed, rolled back, timed out or were cancelled; 2 bad input \
+    (a bad file, flag or selector, or no --yes where nobody can be asked); 3 the rollout was \
+    paused by its failure threshold; 4 the server could not be reached; 130 detached with \
+    Ctrl-C (the rollout goes on).\n\n\
+    Examples:\n  \
+    aegis deploy .pio/build/esp32/firmware.bin --to outdated --wait\n  \
+    aegis deploy fw.bin --to project:demo --dry-run\n  \
+    aegis deploy 3fa9c1d2e4b5 --to a0b1c2d3e4f5,a0b1c2d3e4f6 --canary 1 --parallel 2 --wait\n  \
+    pio run && aegis deploy .pio/build/esp32/firmware.bin --to outdated --wait --yes   (CI)"
+)]
 pub struct DeployArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// A firmware file (.bin; checked, then uploaded if the library lacks it) or the SHA-256
+    /// (or a unique prefix) of an image already in the library.
+    #[arg(value_name = "FILE|SHA")]
+    pub firmware: String,
+    /// Which devices: all, outdated, project:NAME, chip:NAME, version:V, or id,id,...
+    #[arg(long, value_name = "SELECTOR")]
+    pub to: String,
+    /// Devices updating at the same time [default: config file, else 10].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<u32>,
+    /// Devices in the first wave, which must all succeed before the rest start (0: none)
+    /// [default: config file, else 1].
+    #[arg(long, value_name = "N")]
+    pub canary: Option<u32>,
+    /// Pause the rollout when more than this percentage of finished targets failed
+    /// [default: config file, else 20].
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_failures: Option<u8>,
+    /// Extra attempts per device after a retryable failure [default: config file, else 1].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Per-device limit from trigger to confirmation, e.g. 90s, 5m [default: config file,
+    /// else 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Permit installing an older version than a device runs.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Show what would happen to each device, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Follow the rollout to its end with live progress, then exit with its outcome.
+    #[arg(long)]
+    pub wait: bool,
+    /// Do not ask for confirmation (required when nobody can be asked: no TTY, CI, --json).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// JSON on stdout (the plan, the rollout, or with --wait the final summary); messages on
+    /// stderr; no bars, no prompts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status with --watch: as `aegis deploy --wait` (0 all succeeded or skipped, 1 some \
+    failed, 3 paused by threshold, 4 server unreachable, 130 detached).\n\n\
+    Examples:\n  \
+    aegis rollouts                     every rollout, newest first\n  \
+    aegis rollouts r-1a2b3c4d --watch  follow one to its end\n  \
+    aegis rollouts abort r-1a2b3c4d    stop it (devices mid-update finish their update)"
+)]
+pub struct RolloutsArgs {
+    #[command(subcommand)]
+    pub action: Option<RolloutAction>,
+    /// A rollout id: show it with its targets (without it: list every rollout).
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// Follow the rollout (or, without ID, the list) live until it ends (Ctrl-C to stop).
+    #[arg(long)]
+    pub watch: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Stop starting new targets; devices mid-update finish.
+    #[command(after_help = "Example:\n  aegis rollouts pause r-1a2b3c4d")]
+    Pause(RolloutIdArgs),
+    /// Continue a paused rollout (failures so far no longer count toward the threshold).
+    #[command(after_help = "Example:\n  aegis rollouts resume r-1a2b3c4d")]
+    Resume(RolloutIdArgs),
+    /// Stop the rollout for good: pending targets are cancelled.
+    #[command(after_help = "Example:\n  aegis rollouts abort r-1a2b3c4d")]
+    Abort(RolloutIdArgs),
+    /// Queue failed, rolled-back and timed-out targets again.
+    #[command(after_help = "Example:\n  aegis rollouts retry r-1a2b3c4d")]
+    Retry(RolloutIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutIdArgs {
+    /// The rollout id (from `aegis rollouts`).
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print the rollout's new summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  \
+    aegis audit --rollout r-1a2b3c4d\n  \
+    aegis audit --device a0b1c2d3e4f5 --since 24h\n  \
+    aegis audit --since 7d --format csv > audit.csv\n  \
+    aegis audit verify                 check the hash chain (exit 1 if it is broken)"
+)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// Only records about this device.
+    #[arg(long, value_name = "ID")]
+    pub device: Option<String>,
+    /// Only records of this rollout.
+    #[arg(long, value_name = "ID")]
+    pub rollout: Option<String>,
+    /// Only records from this long ago on (1h, 7d) or since an RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only records with this outcome (succeeded, failed, rolled_back, ...).
+    #[arg(long, value_name = "OUTCOME")]
+    pub outcome: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+    pub format: AuditFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the audit log's hash chain; exit 1 if a record was altered or removed.
+    #[command(after_help = "Example:\n  aegis audit verify --json")]
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Print the server's verification report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    aegis completions bash > ~/.local/share/bash-completion/completions/aegis\n  \
+    aegis completions zsh > \"${fpath[1]}/_aegis\"\n  \
+    aegis completions fish > ~/.config/fish/completions/aegis.fish")]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[cfg(test)]

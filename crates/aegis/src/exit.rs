@@ -11,10 +11,18 @@ pub enum Exit {
     Success = 0,
     /// The command ran but the answer is "no": e.g. the file is not a valid OTA app image.
     Failure = 1,
-    /// Bad input: a flag, a file that cannot be read, a value out of range.
+    /// Bad input: a flag, a file that cannot be read, a value out of range, a request the
+    /// server refused as invalid, or a confirmation that is needed but was not given.
     BadInput = 2,
+    /// `aegis deploy --wait` / `aegis rollouts --watch`: the rollout was paused by its failure
+    /// threshold (or a failed canary) and is waiting for the operator.
+    Paused = 3,
+    /// The server could not be reached (not running, wrong `--server`, network down).
+    Unreachable = 4,
     /// The command exists in the interface but is not built into this version yet.
     Unavailable = 69,
+    /// Ctrl-C while following a rollout: the CLI detached, the rollout keeps running.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {

@@ -2,8 +2,12 @@
 //! `commands/`. All product logic lives in the library crates; this file stays thin.
 
 mod cli;
+mod client;
 mod commands;
+mod config;
 mod exit;
+mod output;
+mod render;
 
 use std::process::ExitCode;
 

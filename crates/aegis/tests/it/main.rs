@@ -2,8 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod client;
 mod crash_recovery;
 mod demo;
+mod deploy_e2e;
+mod harness;
 mod inspect;
 mod keys;
 mod make_image;
+mod snapshots;
