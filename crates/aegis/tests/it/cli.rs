@@ -38,11 +38,7 @@ fn version_is_printed() {
 /// sentence naming the command, never a panic and never a silent success.
 #[test]
 fn unbuilt_commands_say_so_and_fail() {
-    for args in [
-        &["serve"][..],
-        &["demo"],
-        &["keys"],
-    ] {
+    for args in [&["serve"][..], &["demo"], &["keys"]] {
         let out = aegis(args);
         assert_eq!(out.status.code(), Some(69), "aegis {args:?}");
         let err = String::from_utf8(out.stderr).unwrap();
