@@ -143,7 +143,7 @@ async fn deploy(
         }
         return Ok(Exit::Success);
     };
-    eprintln!("started rollout {id}; Ctrl-C detaches (the rollout goes on)");
+    eprintln!("started rollout {id}");
     let (rollout, ending) = follow::follow(client, &id, events, ui).await?;
     report(&rollout, ending, ui)
 }

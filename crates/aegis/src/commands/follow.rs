@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aegis_server::rollout::{Rollout, RolloutState, RolloutSummary, Target, TargetState};
+use futures_util::FutureExt as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -95,12 +96,20 @@ pub async fn follow(
     mut events: Events,
     ui: Ui,
 ) -> anyhow::Result<(Rollout, Ending)> {
+    // Polled once now, so the Ctrl-C handler is in place before we say Ctrl-C detaches.
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    if (&mut ctrl_c).now_or_never().is_some() {
+        return Err(CodedError::new(
+            Exit::Interrupted,
+            "interrupted before following the rollout",
+        )
+        .into());
+    }
+    eprintln!("following rollout {id}; Ctrl-C detaches (the rollout goes on)");
     let path = format!("rollouts/{id}");
     let mut r: Rollout = client.get(&path).await?;
     let mut view = View::new(ui, &r);
     let mut operator_paused_told = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         view.update(&r);
         if let Some(ending) = ending_of(&r.summary) {

@@ -4,7 +4,10 @@
 use aegis_testkit::netns_test;
 use serde_json::Value;
 
-use crate::harness::{Harness, stderr, stdout};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use crate::harness::{Harness, aegis_cmd, stderr, stdout};
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -88,6 +91,10 @@ netns_test! {
         assert_eq!(json(&list)[0]["id"], id.as_str());
         let devices = h.aegis(&["devices", "--json"]);
         assert_eq!(json(&devices).as_array().unwrap().len(), 3);
+        // Watching a finished rollout ends at once with its outcome.
+        let watch = h.aegis(&["rollouts", &id, "--watch", "--json"]);
+        assert_eq!(watch.status.code(), Some(0), "{}", stderr(&watch));
+        assert_eq!(json(&watch)["result"], "succeeded");
         // The audit chain holds.
         let verify = h.aegis(&["audit", "verify"]);
         assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
@@ -135,7 +142,16 @@ netns_test! {
         let err = stderr(&out);
         assert!(err.contains("is paused") && err.contains("canary"), "{err}");
         let rollouts = h.get("rollouts");
-        assert_eq!(rollouts[0]["state"], "paused");
+        let paused: Vec<&Value> = rollouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "paused")
+            .collect();
+        assert_eq!(paused.len(), 1, "{rollouts}");
+        let id = paused[0]["id"].as_str().unwrap();
+        let watch = h.aegis(&["rollouts", id, "--watch"]);
+        assert_eq!(watch.status.code(), Some(3), "{}", stderr(&watch));
     }
 }
 
@@ -188,5 +204,43 @@ netns_test! {
         assert_eq!(rm.status.code(), Some(0), "{}", stderr(&rm));
         let list = h.aegis(&["firmware", "list", "--json"]);
         assert_eq!(json(&list).as_array().unwrap().len(), 1);
+    }
+}
+
+netns_test! {
+    /// Ctrl-C while waiting detaches: exit 130, a sentence saying the rollout goes on and how
+    /// to stop it, and the rollout is indeed still running on the server.
+    fn ctrl_c_detaches_and_the_rollout_goes_on() {
+        let h = Harness::start(1);
+        let fw = h.image("hangs.bin", &["--version", "2.0.0", "--behavior", "never-confirms"]);
+        let mut child = aegis_cmd(h.dir.path())
+            .env("AEGIS_SERVER", &h.url)
+            .args(["deploy", fw.to_str().unwrap(), "--to", "all", "--wait", "--yes"])
+            .args(["--timeout", "10m"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let id = loop {
+            let mut line = String::new();
+            assert_ne!(err.read_line(&mut line).unwrap(), 0, "deploy ended early: {seen}");
+            seen.push_str(&line);
+            if let Some(rest) = line.strip_prefix("following rollout ") {
+                break rest.split(';').next().unwrap().to_string();
+            }
+        };
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        err.read_to_string(&mut seen).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{seen}");
+        assert!(seen.contains(&format!("detached from rollout {id}")), "{seen}");
+        assert!(seen.contains(&format!("aegis rollouts abort {id}")), "{seen}");
+        assert_eq!(h.get(&format!("rollouts/{id}"))["state"], "running");
     }
 }
