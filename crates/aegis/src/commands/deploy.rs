@@ -98,7 +98,14 @@ async fn deploy(
         } else {
             eprint!("{}", render::plan(&plan));
         }
-        eprintln!("nothing to deploy: every selected device is skipped (reasons above)");
+        if plan.targets.is_empty() {
+            eprintln!(
+                "nothing to deploy: no device matches `{}`; see `aegis devices`",
+                args.to
+            );
+        } else {
+            eprintln!("nothing to deploy: every selected device is skipped (reasons above)");
+        }
         return Ok(Exit::Success);
     }
     if ui.interactive && !args.yes {
