@@ -19,8 +19,6 @@ pub enum Exit {
     Paused = 3,
     /// The server could not be reached (not running, wrong `--server`, network down).
     Unreachable = 4,
-    /// The command exists in the interface but is not built into this version yet.
-    Unavailable = 69,
     /// Ctrl-C while following a rollout: the CLI detached, the rollout keeps running.
     Interrupted = 130,
 }

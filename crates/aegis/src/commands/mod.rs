@@ -15,7 +15,7 @@ pub mod serve;
 pub mod sim;
 
 use crate::cli::{Cli, Command, FirmwareCommand, SimAction};
-use crate::exit::{CodedError, Exit};
+use crate::exit::Exit;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
@@ -41,18 +41,4 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Keys(args)) => keys::run(&args),
     }
-}
-
-/// Commands that are part of the interface but not built into this version yet (none at the
-/// moment; kept for the next command added to the interface before it is built).
-#[allow(dead_code)]
-fn unavailable(command: &str, what: &str, issue: u32) -> anyhow::Result<Exit> {
-    Err(CodedError::new(
-        Exit::Unavailable,
-        format!(
-            "`{command}` is not available in this version of aegis: {what} is not built yet \
-             (tracked as issue #{issue}); `aegis firmware inspect` and `aegis sim make-image` work today"
-        ),
-    )
-    .into())
 }

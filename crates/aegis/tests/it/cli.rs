@@ -34,23 +34,6 @@ fn version_is_printed() {
     );
 }
 
-/// Commands that exist in the interface but are not built yet exit 69 (EX_UNAVAILABLE) with a
-/// sentence naming the command, never a panic and never a silent success.
-#[test]
-fn unbuilt_commands_say_so_and_fail() {
-    for args in [&["serve"][..], &["demo"], &["keys"]] {
-        let out = aegis(args);
-        assert_eq!(out.status.code(), Some(69), "aegis {args:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(
-            err.starts_with("error: `aegis ") && err.contains("is not available in this version"),
-            "aegis {args:?} printed: {err}"
-        );
-        assert_eq!(err.lines().count(), 1, "one line, not a backtrace: {err}");
-        assert!(out.stdout.is_empty());
-    }
-}
-
 #[test]
 fn unknown_flags_are_usage_errors() {
     let out = aegis(&["firmware", "inspect", "--frobnicate"]);
