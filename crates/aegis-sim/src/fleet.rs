@@ -40,6 +40,10 @@ pub use stats::Sample;
 /// 127.255.255.255, the broadcast address of 127.0.0.0/8: not a device address.
 const LAST_LOOPBACK: Ipv4Addr = Ipv4Addr::new(127, 255, 255, 255);
 
+/// The most devices one simulator runs (ids and hostnames stay unique far beyond this; memory
+/// and file descriptors do not).
+pub const MAX_DEVICES: usize = 100_000;
+
 /// How many devices start at the same time (each provisions its flash and binds a socket).
 const START_CONCURRENCY: usize = 16;
 
@@ -147,6 +151,11 @@ pub enum FleetError {
     #[error("the fleet has no devices: give --count 1 or more, or a fleet file with groups")]
     Empty,
     #[error(
+        "{count} devices are more than one simulator runs ({MAX_DEVICES}): start several with \
+         different --ip-base values"
+    )]
+    TooMany { count: usize },
+    #[error(
         "{count} devices from {base} run past the last address {last}: use a lower --ip-base \
          or fewer devices"
     )]
@@ -226,6 +235,9 @@ pub fn plan(cfg: &FleetConfig) -> Result<Vec<DevicePlan>, FleetError> {
     let count = cfg.device_count();
     if count == 0 {
         return Err(FleetError::Empty);
+    }
+    if count > MAX_DEVICES {
+        return Err(FleetError::TooMany { count });
     }
     let base = u32::from(cfg.ip_base);
     let last_ip = u32::try_from(count - 1)

@@ -68,6 +68,13 @@ fn impossible_layouts_are_refused_with_a_reason() {
     assert!(fleet::plan(&cfg).is_ok());
 
     assert!(matches!(fleet::plan(&fast(0)), Err(FleetError::Empty)));
+    let mut huge = fast(u32::MAX);
+    huge.ip_base = Ipv4Addr::new(10, 0, 0, 1);
+    huge.same_port = true;
+    assert!(matches!(
+        fleet::plan(&huge),
+        Err(FleetError::TooMany { .. })
+    ));
 }
 
 #[test]
