@@ -4,7 +4,7 @@
 //! - [`api`]: the `/api/v1` route table (the one place routes are declared; the OpenAPI test
 //!   compares it with [`openapi`]'s document)
 //! - [`devices`], [`firmware`], [`rollouts`], [`audit`], [`events`], [`meta`]: the handlers
-//! - [`dashboard`]: the minimal status page at `/`
+//! - [`dashboard`]: the dashboard page at `/` and its assets under `/assets/`
 //! - [`device`]: the device listener's router (downloads + `POST /api/v1/report`)
 //! - [`auth`]: the operator token; [`error`]: errors as responses; [`shutdown`]: cutting
 //!   connections that outlive the shutdown grace
@@ -68,7 +68,7 @@ pub type Shared = Arc<AppState>;
 pub fn operator_router(state: Shared, token: Option<Arc<str>>) -> Router {
     let (api, _) = api::api_router();
     let router = Router::new()
-        .route("/", axum::routing::get(dashboard::page))
+        .merge(dashboard::router())
         .nest("/api/v1", api)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

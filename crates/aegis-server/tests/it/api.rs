@@ -148,12 +148,12 @@ aegis_testkit::netns_test! {
             let body: Value = resp.json().await.unwrap();
             assert_error(&body, "method_not_allowed");
 
-            // The status page.
+            // The dashboard page (its behaviour is tested in a browser: dashboard.rs).
             let resp = server.http.get(server.url("/")).send().await.unwrap();
             assert_eq!(resp.status(), 200);
             let html = resp.text().await.unwrap();
             assert!(html.contains("AegisOTA") && html.contains("/api/v1/devices"), "{html}");
-            assert!(!html.contains("<script"));
+            assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\">"), "{html}");
             server.stop().await;
         });
     }

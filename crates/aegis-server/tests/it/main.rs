@@ -13,3 +13,4 @@ mod openapi;
 mod serve;
 mod sse;
 mod rollout_e2e;
+mod dashboard;
