@@ -335,10 +335,12 @@ export function ago(ts) {
   return duration(s) + " ago";
 }
 
+/// A local date and time, "2024-05-01 12:00:03" (unambiguous in every locale).
 export function time(ts) {
   if (!ts) return "";
   const d = new Date(ts);
-  return d.toLocaleString(undefined, { hour12: false });
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
 export function shortSha(sha) {

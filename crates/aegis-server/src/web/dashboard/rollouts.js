@@ -9,6 +9,8 @@ import { api, bytes, duration, empty, h, setText, shortSha, showError, stateLabe
 const FINAL = new Set(["succeeded", "failed", "rolled_back", "timed_out", "skipped", "cancelled"]);
 const ORDER = ["pending", "in_progress", "succeeded", "failed", "rolled_back", "timed_out", "skipped", "cancelled"];
 
+/// Seconds between re-reads of an open rollout.
+const RESYNC_EVERY_S = 5;
 const PHASES = ["queued", "preflight", "triggered", "downloading", "verifying", "rebooting", "confirming", "done"];
 
 /// How far along a target is: later attempts, then end states, then phase, then bytes.
@@ -280,7 +282,14 @@ export function mountRollout(main, { args: [id] }) {
     }
     if (changed || ch.rollouts.has(id)) renderSummary();
   });
-  const tick = setInterval(renderSummary, 1000);
+  // Progress events are throttled by the server; while the rollout is open, re-read it now
+  // and then so bars and bytes never lag behind the API for long.
+  let ticks = 0;
+  const tick = setInterval(() => {
+    renderSummary();
+    const open = summary && (summary.state === "running" || summary.state === "paused");
+    if (open && !document.hidden && ++ticks % RESYNC_EVERY_S === 0 && !early) load();
+  }, 1000);
   load();
   return () => {
     unsubscribe();
