@@ -185,6 +185,7 @@ typedef struct {
     /* download */
     uint64_t received;
     uint64_t flushed;
+    uint64_t range_from;
     uint64_t last_report_ms;
     int transfer_error;
     char transfer_msg[160];
@@ -193,8 +194,10 @@ typedef struct {
     mbedtls_sha256_context file_sha;
     aegis_image_check_t image;
     /* buffers */
+    aegis_trigger_t incoming; /**< parsed by the HTTP thread, copied to `job` on 202 */
     char response[AEGIS_RESPONSE_MAX];
-    char scratch[AEGIS_MAX_TRIGGER_BODY + 16];
+    char report_buf[1536];
+    char kv_buf[1280];
 } aegis_ota_t;
 
 /* ------------------------------------------------------------------------ the API --------- */
