@@ -17,6 +17,7 @@
 #include "esp_netif.h"
 #include "esp_wifi.h"
 #include "nvs_flash.h"
+#include "sdkconfig.h"
 
 #include "aegis_ota_esp.h"
 
