@@ -10,6 +10,7 @@ mod support;
 mod discovery;
 mod api;
 mod openapi;
+mod posix_device;
 mod serve;
 mod sse;
 mod rollout_e2e;
