@@ -143,13 +143,17 @@ async fn create_rollout(server: &Running, body: Value) -> String {
 
 async fn settled_rollout(server: &Running, id: &str) -> Value {
     let mut last = Value::Null;
-    wait_for("the rollout to settle", Duration::from_secs(90), async || {
-        last = server.get_json(&format!("/api/v1/rollouts/{id}")).await.1;
-        last["state"] != "running"
-            && last["targets"]
-                .as_array()
-                .is_some_and(|t| t.iter().all(|t| t["state"] != "in_progress"))
-    })
+    wait_for(
+        "the rollout to settle",
+        Duration::from_secs(90),
+        async || {
+            last = server.get_json(&format!("/api/v1/rollouts/{id}")).await.1;
+            last["state"] != "running"
+                && last["targets"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().all(|t| t["state"] != "in_progress"))
+        },
+    )
     .await;
     last
 }
