@@ -8,7 +8,7 @@
  *
  * Life cycle, for a port (see aegis_port.h for the platform table):
  *
- *     static aegis_ota_t ota;                        // ~14 KiB, all buffers inside
+ *     static aegis_ota_t ota;                        // ~20 KiB, all buffers inside
  *     aegis_config_t cfg = AEGIS_CONFIG_DEFAULT;
  *     cfg.id = "240ac4123456"; cfg.hostname = "kitchen"; cfg.ip = "10.0.0.7"; cfg.port = 80;
  *     cfg.trusted_key = server_key_sec1;             // 65 bytes, or NULL for unsigned triggers
