@@ -20,6 +20,10 @@ fn device_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let dir = aegis_testkit::paths::workspace_root().join("firmware/posix");
+            // Tests run in parallel processes (one per namespace): one make at a time.
+            let lock = std::fs::File::create(std::env::temp_dir().join("aegis-firmware-make.lock"))
+                .and_then(|f| f.lock().map(|()| f))
+                .map_err(|e| format!("cannot lock the firmware build: {e}"))?;
             let out = Command::new("make")
                 .arg("-C")
                 .arg(&dir)
@@ -33,6 +37,7 @@ fn device_binary() -> PathBuf {
                     String::from_utf8_lossy(&out.stderr)
                 ));
             }
+            drop(lock);
             Ok(dir.join("build/aegis-device"))
         })
         .clone()
@@ -355,4 +360,27 @@ aegis_testkit::netns_test! {
             assert_ne!(nonce(&info(&http, &d).await), n, "every answered trigger replaces the nonce");
         });
     }
+}
+
+/// The core's C unit tests (`make -C firmware/posix test`) run with the Rust suite, so CI runs them.
+#[test]
+fn c_unit_tests_pass() {
+    device_binary(); // same prerequisites, same clear message when they are missing
+    let dir = aegis_testkit::paths::workspace_root().join("firmware/posix");
+    let _lock = std::fs::File::create(std::env::temp_dir().join("aegis-firmware-make.lock"))
+        .and_then(|f| f.lock().map(|()| f))
+        .unwrap();
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&dir)
+        .arg("test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "C unit tests failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" checks, 0 failed"), "{stdout}");
 }
