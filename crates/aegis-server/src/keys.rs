@@ -57,7 +57,10 @@ pub fn load_or_create_signing_key(data_dir: &Path) -> Result<Loaded<SigningKey>>
             "the new signing key could not be encoded ({e}); this is a bug, please report it"
         ))
     })?;
-    write_secret(&path, pem.as_bytes())?;
+    if !write_secret(&path, pem.as_bytes())? {
+        // Created concurrently by someone else: theirs is the key.
+        return load_or_create_signing_key(data_dir);
+    }
     Ok(Loaded {
         value: key,
         created: true,
@@ -85,7 +88,9 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Loaded<String>> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
-    write_secret(&path, format!("{token}\n").as_bytes())?;
+    if !write_secret(&path, format!("{token}\n").as_bytes())? {
+        return load_or_create_token(data_dir);
+    }
     Ok(Loaded {
         value: token,
         created: true,
@@ -126,9 +131,10 @@ fn read_secret(path: &Path) -> Result<Option<String>> {
     })
 }
 
-/// Writes a secret with mode 0600: a fresh temporary file beside the target, fsynced, renamed
-/// into place, then the directory fsynced. Never overwrites an existing secret.
-fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+/// Writes a secret with mode 0600: a fresh temporary file beside the target, fsynced, linked
+/// into place (which fails rather than overwrite), then the directory fsynced. Returns false
+/// when another process or thread created the secret first: the caller then loads that one.
+fn write_secret(path: &Path, contents: &[u8]) -> Result<bool> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::internal(format!("{} has no parent directory", path.display())))?;
@@ -141,7 +147,11 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -151,20 +161,19 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        if path.exists() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "another process created it first",
-            ));
-        }
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        let linked = match fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
+        fs::remove_file(&tmp)?;
+        fs::File::open(dir)?.sync_all()?;
+        Ok(linked)
     })();
-    if let Err(e) = result {
+    result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        return Err(write_error(path, &e));
-    }
-    Ok(())
+        write_error(path, &e)
+    })
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> Error {
@@ -217,6 +226,26 @@ mod tests {
         let second = load_or_create_token(dir.path()).unwrap();
         assert!(!second.created);
         assert_eq!(second.value, first.value);
+    }
+
+    #[test]
+    fn concurrent_first_runs_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_signing_key(dir.path()).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().value.public_key().to_hex())
+                .collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
+        let leftovers: Vec<_> = fs::read_dir(keys_dir(dir.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(SIGNING_KEY_FILE)]);
     }
 
     #[test]

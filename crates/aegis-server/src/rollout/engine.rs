@@ -468,6 +468,8 @@ struct Extra {
     deployment: Option<String>,
     /// When the last progress event was published (throttling).
     last_publish: Option<Timestamp>,
+    /// A progress change not yet published because of the throttle; sent when it is due.
+    unpublished: bool,
 }
 
 /// Minimum time between two progress events for one target.
@@ -542,6 +544,11 @@ impl Driver {
             }
             let clock = self.deps().clock.clone();
             let shutdown = self.deps().shutdown.clone();
+            let flush_at = self.flush_progress();
+            let wake_at = match (wake_at, flush_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match wake_at {
                     Some(at) => {
@@ -566,6 +573,28 @@ impl Driver {
         }
         let id = self.id();
         lock(&self.inner.running).remove(&id);
+    }
+
+    /// Publishes held-back progress that is now due; returns when the next one will be.
+    fn flush_progress(&mut self) -> Option<Timestamp> {
+        let now = self.deps().clock.now();
+        let mut next: Option<Timestamp> = None;
+        for i in 0..self.extra.len() {
+            if !self.extra[i].unpublished {
+                continue;
+            }
+            let due_at = self.extra[i]
+                .last_publish
+                .map_or(now, |at| at.saturating_add(PROGRESS_EVERY));
+            if due_at <= now {
+                self.extra[i].unpublished = false;
+                self.extra[i].last_publish = Some(now);
+                self.publish_target(i);
+            } else {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
+            }
+        }
+        next
     }
 
     fn decide(&self) -> schedule::Decision {
@@ -683,6 +712,7 @@ impl Driver {
             cancel: Some(cancel.clone()),
             deployment: Some(deployment),
             last_publish: None,
+            unpublished: false,
         };
         self.in_flight += 1;
 
@@ -736,7 +766,7 @@ impl Driver {
         match msg {
             AttemptMsg::Progress(i, p) => {
                 let now = self.deps().clock.now();
-                let (changed_phase, publish) = {
+                let publish = {
                     let mut snap = lock(&self.cell.snapshot);
                     let t = &mut snap.targets[i];
                     if t.state != TargetState::InProgress {
@@ -745,17 +775,20 @@ impl Driver {
                     let changed_phase = t.phase != p.phase;
                     t.phase = p.phase;
                     t.bytes = t.bytes.max(p.bytes);
-                    let e = &mut self.extra[i];
-                    let due = e
+                    let due = self.extra[i]
                         .last_publish
                         .is_none_or(|at| now.since(at) >= PROGRESS_EVERY);
-                    (changed_phase, changed_phase || due)
+                    changed_phase || due
                 };
                 if publish {
                     self.extra[i].last_publish = Some(now);
+                    self.extra[i].unpublished = false;
                     self.publish_target(i);
+                } else {
+                    // Held back by the throttle: `flush_progress` sends it when due, so the
+                    // last bytes before a quiet spell are never lost.
+                    self.extra[i].unpublished = true;
                 }
-                let _ = changed_phase;
             }
             AttemptMsg::Done(i, outcome) => {
                 self.in_flight = self.in_flight.saturating_sub(1);

@@ -1,19 +1,12 @@
 //! A real server (in-process, on 127.0.0.1 port 0) and a simulated fleet (aegis-sim in fast
-//! mode), for tests that run the `aegis` binary against them. Only inside `netns_test!`.
-//!
-//! Until the server's mDNS discovery is wired into `serve`, the fleet's devices are written
-//! into the store before the server starts (as discovery would record them), so rollouts can
-//! reach them; the devices themselves are the real simulator.
+//! mode) that it discovers over mDNS, for tests that run the `aegis` binary against them. Only
+//! inside `netns_test!`.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aegis_server::devices::Device;
-use aegis_server::server::{DATABASE_FILE, ServerConfig, serve};
-use aegis_server::store::Store;
-use aegis_server::store::sqlite::SqliteStore;
-use aegis_server::time::{Clock, SystemClock};
+use aegis_server::server::{ServerConfig, serve};
 use aegis_sim::fleet::{Fleet, FleetConfig, StateDir};
 use aegis_sim::timing::Timing;
 use tokio::net::TcpListener;
@@ -49,35 +42,10 @@ impl Harness {
             cfg.state_dir = StateDir::Persistent(dir.path().join("sim"));
             rt.block_on(Fleet::start(cfg)).unwrap()
         });
-        let mut device_ids = Vec::new();
-        if let Some(fleet) = &fleet {
-            let store = SqliteStore::open(data_dir.join(DATABASE_FILE)).unwrap();
-            let now = SystemClock.now();
-            for d in fleet.devices() {
-                let p = &d.plan;
-                device_ids.push(p.id.clone());
-                store
-                    .put_device(&Device {
-                        id: p.id.clone(),
-                        hostname: p.hostname.clone(),
-                        ip: p.ip.to_string(),
-                        port: p.port,
-                        version: "1.0.0".into(),
-                        project: Some("demo".into()),
-                        chip: Some("esp32".into()),
-                        sha: None,
-                        slot: Some("ota_0".into()),
-                        state: Some("idle".into()),
-                        proto: aegis_protocol::PROTOCOL_VERSION,
-                        key: None,
-                        online: true,
-                        first_seen: now,
-                        last_seen: now,
-                        duplicate: None,
-                    })
-                    .unwrap();
-            }
-        }
+        let device_ids: Vec<String> = fleet
+            .iter()
+            .flat_map(|f| f.devices().iter().map(|d| d.plan.id.clone()))
+            .collect();
 
         let shutdown = CancellationToken::new();
         let (operator, device) = rt.block_on(async {
@@ -87,8 +55,7 @@ impl Harness {
             )
         });
         let url = format!("http://{}", operator.local_addr().unwrap());
-        let mut config = ServerConfig::new(&data_dir);
-        config.discovery = false;
+        let config = ServerConfig::new(&data_dir);
         let stop = shutdown.clone();
         let server = rt.spawn(async move {
             serve(config, operator, device, stop).await.unwrap();
@@ -103,7 +70,47 @@ impl Harness {
             device_ids,
         };
         h.wait_healthy();
+        h.wait_discovered();
         h
+    }
+
+    /// Waits (on the server's event stream) until every simulated device is online.
+    fn wait_discovered(&self) {
+        use futures_util::StreamExt;
+        let want = self.device_ids.len();
+        let base = format!("{}/api/v1", self.url);
+        self.rt.block_on(async {
+            let http = reqwest::Client::new();
+            let mut events = http
+                .get(format!("{base}/events"))
+                .send()
+                .await
+                .unwrap()
+                .bytes_stream();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let devices: serde_json::Value = http
+                    .get(format!("{base}/devices"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let online = devices
+                    .as_array()
+                    .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
+                if online >= want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "only {online} of {want} simulated devices were discovered"
+                );
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), events.next())
+                    .await;
+            }
+        });
     }
 
     fn wait_healthy(&self) {
