@@ -1,17 +1,17 @@
 //! Integration tests of the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod api;
 mod audit;
-mod rollout_engine;
-mod store;
+mod dashboard;
+mod devices;
+mod discovery;
 mod download;
 mod firmware;
-mod devices;
-mod support;
-mod discovery;
-mod api;
 mod openapi;
 mod posix_device;
+mod rollout_e2e;
+mod rollout_engine;
 mod serve;
 mod sse;
-mod rollout_e2e;
-mod dashboard;
+mod store;
+mod support;
