@@ -37,7 +37,8 @@ impl HttpProber {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .pool_max_idle_per_host(1)
+            // No idle connections: devices have few sockets, and checks are rare.
+            .pool_max_idle_per_host(0)
             .no_proxy()
             .build()
             .map_err(|e| {

@@ -47,7 +47,10 @@ impl HttpDeviceClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .no_proxy()
-            .pool_max_idle_per_host(1)
+            // No idle connections: an ESP32's HTTP server has only a few sockets (7 by default)
+            // and a fleet is many hosts asked rarely, so a kept connection per device would cost
+            // the devices sockets and the server memory (1,000 devices, 1,000 buffers).
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| Unreachable(format!("could not set up the HTTP client: {e}")))?;
         Ok(Self { http })
