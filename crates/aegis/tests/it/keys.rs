@@ -19,7 +19,11 @@ fn export(dir: &std::path::Path, format: &str) -> Output {
 fn keys_export_prints_one_key_whose_fingerprint_matches() {
     let dir = tempfile::tempdir().unwrap();
     let all = export(dir.path(), "all");
-    assert!(all.status.success(), "{}", String::from_utf8_lossy(&all.stderr));
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
     let path = dir.path().join("keys/signing.pem");
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -28,10 +32,19 @@ fn keys_export_prints_one_key_whose_fingerprint_matches() {
     let text = String::from_utf8(all.stdout).unwrap();
 
     let hex_out = export(dir.path(), "hex");
-    let hex = String::from_utf8(hex_out.stdout).unwrap().trim().to_string();
+    let hex = String::from_utf8(hex_out.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     let key = PublicKey::from_hex(&hex).unwrap();
-    assert!(text.contains(&format!("fingerprint (SHA-256): {}", key.fingerprint())), "{text}");
-    assert!(text.contains(&format!("key id (TXT `key`): {}", key.key_id())), "{text}");
+    assert!(
+        text.contains(&format!("fingerprint (SHA-256): {}", key.fingerprint())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("key id (TXT `key`): {}", key.key_id())),
+        "{text}"
+    );
     assert!(text.contains(&hex));
 
     let pem = String::from_utf8(export(dir.path(), "pem").stdout).unwrap();
