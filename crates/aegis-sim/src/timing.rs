@@ -33,6 +33,9 @@ pub struct Timing {
     /// Least time between two `downloading` reports (PROTOCOL.md section 5: at most every
     /// 64 KiB or 1 s).
     pub report_interval: Duration,
+    /// How long the `stall` fault stops reading with the connection open (a dead link); the
+    /// server is expected to cut the connection first.
+    pub stall: Duration,
 }
 
 impl Timing {
@@ -46,7 +49,8 @@ impl Timing {
     /// - self-test 500 ms;
     /// - hang reset 5 s: ESP-IDF's default task watchdog timeout
     ///   (`CONFIG_ESP_TASK_WDT_TIMEOUT_S`);
-    /// - a `downloading` report at most once a second.
+    /// - a `downloading` report at most once a second;
+    /// - a stalled link stops for 2 minutes (longer than the server's 30 s stall cut).
     pub fn realistic() -> Self {
         Self {
             bandwidth: Some(256 * 1024),
@@ -56,6 +60,7 @@ impl Timing {
             self_test: Duration::from_millis(500),
             hang_reset: Duration::from_secs(5),
             report_interval: Duration::from_secs(1),
+            stall: Duration::from_secs(120),
         }
     }
 
@@ -69,6 +74,7 @@ impl Timing {
             self_test: Duration::from_millis(5),
             hang_reset: Duration::from_millis(50),
             report_interval: Duration::from_millis(50),
+            stall: Duration::from_secs(3),
         }
     }
 

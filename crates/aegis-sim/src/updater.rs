@@ -46,8 +46,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A download read that gets nothing for this long is a broken connection (ESP-IDF's
 /// `esp_http_client` uses a similar receive timeout).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the `stall` fault stops reading (the server is expected to give up first).
-pub const STALL_TIME: Duration = Duration::from_secs(120);
 /// How long one report may take before it is given up.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A `downloading` report is sent at most once per this many bytes (and per report interval).
@@ -504,7 +502,7 @@ impl Transfer<'_> {
         self.maybe_report();
         if stall {
             tracing::info!(device = %self.node.id, at = self.received, "stall fault: not reading");
-            tokio::time::sleep(STALL_TIME).await;
+            tokio::time::sleep(self.node.timing.stall).await;
         }
         after
     }

@@ -178,12 +178,17 @@ aegis_testkit::netns_test! {
     /// threshold; retry-failed re-runs only the failed devices.
     fn faults_end_in_the_states_they_imply() {
         runtime().block_on(async {
-            let server = start(|c| c.discovery = true).await;
+            // Stalled downloads are cut after 1 s (the device stalls for 3 s in fast timing).
+            let server = start(|c| {
+                c.discovery = true;
+                c.stall_timeout = Duration::from_secs(1);
+            })
+            .await;
             let fleet = start_fleet(
                 &server,
                 vec![GroupConfig::new(10)],
                 "corrupt@50%:dev=2;power-loss=write:dev=3;never-return:dev=4;busy:dev=5;\
-                 power-loss=reboot:dev=6",
+                 power-loss=reboot:dev=6;stall@30%:dev=7;drop@60%:dev=8",
             )
             .await;
             let id_of = |n: usize| fleet.devices()[n - 1].plan.id.clone();
@@ -216,8 +221,15 @@ aegis_testkit::netns_test! {
             expect(4, "timed_out"); // never came back
             expect(5, "failed"); // busy: 409
             expect(6, "rolled_back"); // power lost before confirming: the bootloader rolls back
+            // A stalled link (cut by the server, resumed by the device) and a dropped connection
+            // (resumed with Range) both end well, within one attempt.
             for n in 7..=10 {
                 expect(n, "succeeded");
+            }
+            for n in [7, 8] {
+                let t = r["targets"].as_array().unwrap().iter()
+                    .find(|t| t["device"] == id_of(n).as_str()).unwrap();
+                assert_eq!(t["attempts"], 1, "device {n} needed no retry: {t}");
             }
             let error_of = |n: usize| {
                 r["targets"].as_array().unwrap().iter()
