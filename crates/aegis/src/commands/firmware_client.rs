@@ -14,9 +14,6 @@ use crate::exit::{CodedError, Exit};
 use crate::output::{self, Ui};
 use crate::render;
 
-/// Largest file read as firmware (twice the largest ESP32 flash).
-const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
-
 pub fn add(args: &FirmwareAddArgs) -> anyhow::Result<Exit> {
     let image = LocalImage::read(&args.file)?;
     let (client, _) = client::connect(&args.server)?;
@@ -89,20 +86,7 @@ impl LocalImage {
     pub fn read(path: &Path) -> anyhow::Result<LocalImage> {
         let shown = path.display();
         let bad = |msg: String| CodedError::new(Exit::BadInput, msg);
-        let meta = std::fs::metadata(path)
-            .map_err(|e| bad(format!("cannot read {shown}: {}", io_reason(&e))))?;
-        if meta.is_dir() {
-            return Err(bad(format!("{shown} is a directory, not a firmware file")).into());
-        }
-        if meta.len() > MAX_FILE_SIZE {
-            return Err(bad(format!(
-                "{shown} is {} bytes, larger than any ESP32 flash; it is not a firmware image",
-                meta.len()
-            ))
-            .into());
-        }
-        let bytes = std::fs::read(path)
-            .map_err(|e| bad(format!("cannot read {shown}: {}", io_reason(&e))))?;
+        let bytes = super::inspect::read_firmware(path)?;
         let ins = aegis_image::inspect(&bytes);
         if !ins.valid {
             let reason = ins
@@ -170,14 +154,5 @@ pub async fn resolve_sha(client: &Client, given: &str) -> anyhow::Result<String>
             many.len()
         ))
         .into()),
-    }
-}
-
-/// The OS error without Rust's " (os error 2)" suffix.
-fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
     }
 }
