@@ -3,6 +3,7 @@
 //! assert on what the page shows, and save the screenshots in docs/screenshots/.
 
 mod browser;
+mod load;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -114,6 +114,17 @@ impl Browser {
         value
     }
 
+    /// Sends a Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`),
+    /// e.g. `HeapProfiler.collectGarbage` or `Performance.getMetrics`; returns its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .await
+    }
+
     pub async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
             .await;
