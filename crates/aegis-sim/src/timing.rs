@@ -228,6 +228,18 @@ mod tests {
         assert_eq!(ms(waited), 3900);
     }
 
+    /// The real `consume` on tokio's paused clock: a 1 MiB stream at 256 KiB/s in 4 KiB reads
+    /// takes 4 s of (virtual) time less the initial 0.1 s burst, however fast the machine.
+    #[tokio::test(start_paused = true)]
+    async fn consume_paces_a_stream_on_the_runtime_clock() {
+        let t = Throttle::new(Some(256 * 1024));
+        let start = Instant::now();
+        for _ in 0..256 {
+            t.consume(4096).await;
+        }
+        assert_eq!(ms(start.elapsed()), 3900);
+    }
+
     #[test]
     fn unlimited_throttle_never_waits() {
         let t = Throttle::new(None);
