@@ -419,7 +419,7 @@ pub struct DeployArgs {
     /// [default: config file, else 1].
     #[arg(long, value_name = "N")]
     pub canary: Option<u32>,
-    /// Pause the rollout when more than this percentage of finished targets failed
+    /// Pause the rollout when more than this percentage of its devices failed
     /// [default: config file, else 20].
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub max_failures: Option<u8>,

@@ -95,7 +95,8 @@ pub struct Strategy {
     /// Devices in the first wave; all must succeed before the rest start (0 = no canary).
     pub canary: u32,
     /// Pause the rollout when failed/rolled-back/timed-out targets exceed this share of the
-    /// targets that have finished (0-100).
+    /// rollout's devices (those not skipped), in percent (0-100). Failures present when the
+    /// operator resumes no longer count.
     pub max_failure_pct: u8,
     /// Extra attempts per device after a retryable failure, with back-off.
     pub retries: u32,

@@ -8,7 +8,7 @@ import { api, compareVersions, duration, empty, h, selection, shortSha, showErro
 const STRATEGY = [
   ["max_parallel", "Parallel limit", 10, "devices updating at the same time"],
   ["canary", "Canary size", 1, "devices in the first wave; all must succeed before the rest start"],
-  ["max_failure_pct", "Max failures %", 20, "pause when failures exceed this share of finished devices"],
+  ["max_failure_pct", "Max failures %", 20, "pause when failures exceed this share of the rollout's devices"],
   ["retries", "Retries", 1, "extra attempts per device after a retryable failure"],
   ["timeout_s", "Timeout (s)", 300, "per device, from trigger to confirmation"],
 ];
