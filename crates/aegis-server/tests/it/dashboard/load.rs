@@ -267,3 +267,111 @@ aegis_testkit::netns_test! {
         });
     }
 }
+
+/// Minutes of back-to-back rollouts for the memory soak (`AEGIS_DASHSOAK_MINUTES`, default 20).
+fn soak_minutes() -> u64 {
+    std::env::var("AEGIS_DASHSOAK_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+aegis_testkit::netns_test! {
+    /// A measurement, not a check of speed: rollout after rollout to a live fleet for
+    /// `AEGIS_DASHSOAK_MINUTES` with the rollout page open, following each new rollout as an
+    /// operator would. After every rollout the heap is measured after a forced GC and the DOM
+    /// counted; the test asserts that neither grows without bound and prints the series.
+    #[ignore = "a measurement: tens of minutes; run with --ignored --nocapture"]
+    fn dashboard_memory_over_many_rollouts() {
+        runtime().block_on(async {
+            let n: u32 = std::env::var("AEGIS_DASHSOAK_DEVICES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
+            let server = start(|c| c.discovery = true).await;
+            let mut cfg = FleetConfig::new(n);
+            cfg.timing = Timing { bandwidth: Some(BANDWIDTH), ..Timing::fast() };
+            let fleet = Fleet::start(cfg).await.unwrap();
+            let b = Browser::start(1360, 860).await;
+            b.goto(&server.url("/")).await;
+            b.wait_for(
+                "every simulated device online in the fleet table",
+                300,
+                &format!("return document.querySelectorAll('#fleet tbody tr td[data-on=online]').length === {n}"),
+            )
+            .await;
+            b.exec(MONITOR, json!([])).await;
+            let stop = Arc::new(AtomicBool::new(false));
+            let counter = tokio::spawn(count_events(
+                server.http.clone(),
+                server.url("/api/v1/events"),
+                stop.clone(),
+            ));
+
+            let t0 = Instant::now();
+            let until = t0 + Duration::from_secs(60 * soak_minutes());
+            let mut series: Vec<(f64, f64, u64)> = Vec::new(); // (minutes, heap after GC, DOM nodes)
+            let mut round = 0u32;
+            while Instant::now() < until {
+                round += 1;
+                let version = format!("1.2.{round}");
+                let image = ImageBuilder::new(Chip::Esp32)
+                    .project("demo")
+                    .version(&version)
+                    .size(128 * 1024)
+                    .behavior(SimBehavior::Boots)
+                    .build()
+                    .unwrap();
+                let (status, entry) = server.upload(image, "").await;
+                assert_eq!(status, 201, "{entry}");
+                let body = json!({"firmware": entry["sha256"], "targets": {"selector": "all"},
+                    "strategy": {"max_parallel": PARALLEL, "canary": 0, "max_failure_pct": 100,
+                                 "retries": 0, "timeout_s": 300}});
+                let resp = server.http.post(server.url("/api/v1/rollouts")).json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 201);
+                let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+                b.exec("location.hash = arguments[0]", json!([format!("#/rollout/{id}")])).await;
+                b.wait_for(
+                    "the rollout completed on the page",
+                    600,
+                    "return document.querySelector('#rollout-state')?.dataset.state === 'completed'",
+                )
+                .await;
+                let heap = heap_after_gc(&b).await;
+                let s = b.exec(SAMPLE, json!([])).await;
+                let nodes = s["nodes"].as_u64().unwrap();
+                series.push((t0.elapsed().as_secs_f64() / 60.0, heap, nodes));
+            }
+            stop.store(true, Ordering::Relaxed);
+            let events = counter.await.unwrap();
+            let total: u64 = events.values().sum();
+            let points: Vec<String> = series
+                .iter()
+                .map(|(m, h, d)| format!("{m:.1}min:{}/{d}n", mib(*h)))
+                .collect();
+            eprintln!(
+                "[dashsoak] {round} rollouts to {n} devices in {:.1} min, {total} events ({events:?}); \
+                 heap after GC / DOM nodes after each rollout: {}",
+                t0.elapsed().as_secs_f64() / 60.0,
+                points.join(" ")
+            );
+            let first = series.first().unwrap();
+            let last = series.last().unwrap();
+            assert!(
+                last.1 <= MAX_HEAP_GROWTH * first.1,
+                "heap after GC grew from {} to {}",
+                mib(first.1),
+                mib(last.1)
+            );
+            assert!(
+                last.2 <= first.2 + 200,
+                "DOM grew from {} to {} nodes",
+                first.2,
+                last.2
+            );
+            drop(b);
+            fleet.shutdown().await;
+            server.stop().await;
+        });
+    }
+}
