@@ -12,6 +12,7 @@ use aegis_protocol::{DeviceId, Nonce, Sha256Hex, SigningKey, Trigger};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::rollout_e2e::{create, online_devices, rollout, settled, wait_until};
 use crate::serve::{Running, runtime, start};
 
 /// Builds firmware/posix with make once per test binary; panics with what to install.
@@ -113,54 +114,23 @@ async fn info(http: &reqwest::Client, d: &Device) -> Value {
     }
 }
 
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn online(server: &Running) -> Vec<Value> {
-    let (_, devices) = server.get_json("/api/v1/devices").await;
-    devices
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| d["online"] == true)
-        .collect()
-}
-
 async fn create_rollout(server: &Running, body: Value) -> String {
-    let resp = server
-        .http
-        .post(server.url("/api/v1/rollouts"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_string()
+    create(server, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
+/// Waits on the server's event stream until the rollout settles, then reads it.
 async fn settled_rollout(server: &Running, id: &str) -> Value {
-    let mut last = Value::Null;
-    wait_for(
+    wait_until(
+        server,
         "the rollout to settle",
         Duration::from_secs(90),
-        async || {
-            last = server.get_json(&format!("/api/v1/rollouts/{id}")).await.1;
-            last["state"] != "running"
-                && last["targets"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().all(|t| t["state"] != "in_progress"))
-        },
+        || settled(server, id),
     )
     .await;
-    last
+    rollout(server, id).await
 }
 
 const BROWSER: &str = r#"
@@ -233,8 +203,8 @@ aegis_testkit::netns_test! {
                 assert_eq!(s["txt"]["key"], &key.fingerprint().to_string()[..16]);
             }
 
-            wait_for("3 devices online", Duration::from_secs(30), async || {
-                online(&server).await.len() == 3
+            wait_until(&server, "3 devices online", Duration::from_secs(30), || async {
+                online_devices(&server).await == 3
             })
             .await;
 

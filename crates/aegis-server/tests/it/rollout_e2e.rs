@@ -28,7 +28,7 @@ fn release(version: &str, behavior: SimBehavior) -> Vec<u8> {
 
 /// Re-checks `check` whenever the server publishes events (and at least every 500 ms while it
 /// is quiet), until it holds or `limit` passes.
-async fn wait_until<F, Fut>(server: &Running, what: &str, limit: Duration, mut check: F)
+pub(crate) async fn wait_until<F, Fut>(server: &Running, what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -52,7 +52,7 @@ where
     }
 }
 
-async fn online_devices(server: &Running) -> usize {
+pub(crate) async fn online_devices(server: &Running) -> usize {
     let (_, devices) = server.get_json("/api/v1/devices").await;
     devices
         .as_array()
@@ -79,7 +79,7 @@ async fn upload(server: &Running, bytes: Vec<u8>) -> String {
     entry["sha256"].as_str().unwrap().to_string()
 }
 
-async fn create(server: &Running, body: Value) -> Value {
+pub(crate) async fn create(server: &Running, body: Value) -> Value {
     let resp = server
         .http
         .post(server.url("/api/v1/rollouts"))
@@ -93,11 +93,11 @@ async fn create(server: &Running, body: Value) -> Value {
     body
 }
 
-async fn rollout(server: &Running, id: &str) -> Value {
+pub(crate) async fn rollout(server: &Running, id: &str) -> Value {
     server.get_json(&format!("/api/v1/rollouts/{id}")).await.1
 }
 
-async fn settled(server: &Running, id: &str) -> bool {
+pub(crate) async fn settled(server: &Running, id: &str) -> bool {
     let r = rollout(server, id).await;
     r["state"] != "running"
         && r["targets"]
